@@ -1,0 +1,17 @@
+"""fusedscore: fused scoring kernels for retrieval reranking.
+
+Dense vectors, learned-sparse term weights and multi-vector (ColBERT MaxSim) scores on CPU (C++,
+OpenMP, SIMD) and GPU (Triton), with a plain-torch reference for each kernel.
+"""
+
+from . import reference
+from ._dispatch import backend_info
+from .containers import MultiVectors, SparseVectors
+from .ops import (dense_dot, hybrid, maxsim, maxsim_topk, reciprocal_rank_fusion, sparse_dot, topk)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MultiVectors", "SparseVectors", "backend_info", "dense_dot", "hybrid", "maxsim", "maxsim_topk",
+    "reciprocal_rank_fusion", "reference", "sparse_dot", "topk", "__version__",
+]

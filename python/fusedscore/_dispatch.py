@@ -1,0 +1,207 @@
+"""Backend dispatch: the one place that looks at devices and picks an implementation.
+
+Every backend implements the same signature per op (containers in, float32 tensor out):
+
+- ``maxsim(q: MultiVectors, d: MultiVectors, query_index: Tensor | None, reduce: str) -> Tensor``
+- ``sparse_dot(q: SparseVectors, d: SparseVectors, query_index: Tensor | None) -> Tensor``
+- ``dense_dot(q: Tensor [B, D], d: Tensor [N, D], query_index: Tensor | None) -> Tensor``
+
+``query_index`` None means all-pairs ``[B, N]``; otherwise ``[N]`` int64 and the result is ``[N]``.
+
+Priority: CUDA tensors -> "triton"; CPU tensors -> "native" (the C++ extension) -> "reference".
+``backend=`` or ``FUSEDSCORE_BACKEND`` forces one; an unknown or unavailable explicit choice raises
+``RuntimeError``. Auto-selection skips an absent backend and never retries after one raised.
+Triton kernels also run on CPU tensors under ``TRITON_INTERPRET=1`` when asked for explicitly (tests).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from . import reference
+from .containers import MultiVectors, SparseVectors
+
+
+def _try_import(name: str) -> tuple[Any, BaseException | None]:
+    try:
+        return importlib.import_module(name), None
+    except Exception as e:  # kept and reported by backend_info(); never swallowed silently
+        return None, e
+
+
+_NATIVE, _NATIVE_ERR = _try_import("fusedscore._native")
+_TRITON_MOD: Any = None
+_TRITON_ERR: BaseException | None = None
+_TRITON_TRIED = False
+_WARNED_FALLBACK = False
+
+
+def _triton_module() -> Any:
+    """Import fusedscore.kernels lazily: importing triton costs ~1 s and is not needed on CPU."""
+    global _TRITON_MOD, _TRITON_ERR, _TRITON_TRIED
+    if not _TRITON_TRIED:
+        _TRITON_TRIED = True
+        _TRITON_MOD, _TRITON_ERR = _try_import("fusedscore.kernels")
+    return _TRITON_MOD
+
+
+def _interpret() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+# ----------------------------------------------------------------------------- native adapters
+_NP_CODE = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    """Zero-copy numpy view of a CPU tensor; bf16 travels as its raw uint16 bits."""
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().view(np.uint16)
+    return t.numpy()
+
+
+def _np_index(query_index: torch.Tensor | None) -> np.ndarray | None:
+    return None if query_index is None else query_index.numpy()
+
+
+def _out(q_len: int, n: int, query_index: torch.Tensor | None, device: torch.device) -> torch.Tensor:
+    shape = (n,) if query_index is not None else (q_len, n)
+    return torch.empty(shape, dtype=torch.float32, device=device)
+
+
+def _native_maxsim(q: MultiVectors, d: MultiVectors, query_index: torch.Tensor | None, reduce: str) -> torch.Tensor:
+    out = _out(len(q), len(d), query_index, q.device)
+    if out.numel():
+        _NATIVE.maxsim(_np(q.values), q.offsets.numpy(), _np(d.values), d.offsets.numpy(), _np_index(query_index),
+                       _NP_CODE[q.dtype], reduce == "mean", out.numpy())
+    return out
+
+
+def _native_sparse_dot(q: SparseVectors, d: SparseVectors, query_index: torch.Tensor | None) -> torch.Tensor:
+    out = _out(len(q), len(d), query_index, q.device)
+    if out.numel():
+        _NATIVE.sparse_dot(q.indices.numpy(), _np(q.values), q.offsets.numpy(), d.indices.numpy(), _np(d.values),
+                           d.offsets.numpy(), _np_index(query_index), q.vocab_size, _NP_CODE[q.dtype], out.numpy())
+    return out
+
+
+def _torch_dense_dot(q: torch.Tensor, d: torch.Tensor, query_index: torch.Tensor | None) -> torch.Tensor:
+    """Dense scores through torch's matmul (BLAS on CPU, cuBLAS on GPU), float32 out.
+
+    On CPU, fp16/bf16 are upcast first (CPU half matmuls are slow and round the output); on GPU the
+    product runs in the input dtype with fp32 accumulation and is returned as float32.
+    """
+    if query_index is not None:
+        qq = q[query_index]
+        return torch.einsum("nd,nd->n", qq.float(), d.float())
+    if q.is_cuda:
+        return (q @ d.T).float()
+    return q.float() @ d.float().T
+
+
+def _triton_maxsim(q: MultiVectors, d: MultiVectors, query_index: torch.Tensor | None, reduce: str) -> torch.Tensor:
+    return _triton_module().maxsim(q, d, query_index, reduce)
+
+
+def _triton_sparse_dot(q: SparseVectors, d: SparseVectors, query_index: torch.Tensor | None) -> torch.Tensor:
+    return _triton_module().sparse_dot(q, d, query_index)
+
+
+def _ref_maxsim(q, d, query_index, reduce):
+    return reference.maxsim_ref(q, d, query_index=query_index, reduce=reduce, upcast=False)
+
+
+def _ref_sparse_dot(q, d, query_index):
+    return reference.sparse_dot_ref(q, d, query_index=query_index, upcast=False)
+
+
+def _ref_dense_dot(q, d, query_index):
+    return reference.dense_dot_ref(q, d, query_index=query_index, upcast=False)
+
+
+# ----------------------------------------------------------------------------- the table
+@dataclass(frozen=True)
+class Impl:
+    name: str
+    fn: Callable[..., torch.Tensor]
+
+
+def _available(name: str, device: torch.device, explicit: bool) -> tuple[bool, str]:
+    """(usable, reason-if-not) for backend ``name`` on ``device``."""
+    if name == "reference":
+        return True, ""
+    if name == "native":
+        if device.type != "cpu":
+            return False, f"native runs on CPU tensors, got {device}"
+        if _NATIVE is None:
+            return False, f"the C++ extension fusedscore._native did not load ({_NATIVE_ERR!r}); reinstall with a C++ compiler: pip install --force-reinstall --no-build-isolation ."
+        return True, ""
+    if name == "triton":
+        if device.type != "cuda" and not (explicit and _interpret()):
+            return False, f"triton runs on CUDA tensors (or CPU tensors under TRITON_INTERPRET=1), got {device}"
+        if _triton_module() is None:
+            return False, f"fusedscore.kernels did not load ({_TRITON_ERR!r}); pip install triton"
+        return True, ""
+    if name == "torch":
+        return True, ""
+    return False, "unknown"
+
+
+_TABLE: dict[str, tuple[Impl, ...]] = {
+    "maxsim": (Impl("triton", _triton_maxsim), Impl("native", _native_maxsim), Impl("reference", _ref_maxsim)),
+    "sparse_dot": (Impl("triton", _triton_sparse_dot), Impl("native", _native_sparse_dot),
+                   Impl("reference", _ref_sparse_dot)),
+    "dense_dot": (Impl("torch", _torch_dense_dot), Impl("reference", _ref_dense_dot)),
+}
+
+
+def resolve(op: str, device: torch.device, backend: str | None = None) -> Impl:
+    """Pick the implementation of ``op`` for inputs on ``device``."""
+    global _WARNED_FALLBACK
+    impls = _TABLE[op]
+    backend = backend or os.environ.get("FUSEDSCORE_BACKEND") or None
+    if backend is not None:
+        for impl in impls:
+            if impl.name == backend:
+                ok, why = _available(backend, device, explicit=True)
+                if not ok:
+                    raise RuntimeError(f"{op}: backend {backend!r} is unavailable: {why}")
+                return impl
+        names = ", ".join(i.name for i in impls)
+        raise RuntimeError(f"{op}: backend must be one of ({names}), got {backend!r}")
+    for impl in impls:
+        ok, _ = _available(impl.name, device, explicit=False)
+        if ok:
+            if impl.name == "reference" and device.type == "cpu" and not _WARNED_FALLBACK:
+                _WARNED_FALLBACK = True
+                warnings.warn(f"fusedscore: using the slow reference backend: {_available('native', device, False)[1]}",
+                              RuntimeWarning, stacklevel=3)
+            return impl
+    raise RuntimeError(f"{op}: no backend for device {device}")  # unreachable: reference always registers
+
+
+def backend_info() -> dict[str, Any]:
+    """What this installation can run, and why not where it cannot."""
+    info: dict[str, Any] = {"native": _NATIVE is not None, "reason": None if _NATIVE else repr(_NATIVE_ERR)}
+    if _NATIVE is not None:
+        info.update(_NATIVE.info())
+    info["cuda"] = torch.cuda.is_available()
+    if info["cuda"]:
+        info["triton"] = _triton_module() is not None
+        info["triton_reason"] = None if info["triton"] else repr(_TRITON_ERR)
+        info["gpu"] = torch.cuda.get_device_name()
+    info["torch"] = torch.__version__
+    info["torch_threads"] = torch.get_num_threads()
+    return info
+
+
+def native_module() -> Any:
+    """The loaded extension (tests use it to switch SIMD levels), or None."""
+    return _NATIVE

@@ -1,0 +1,467 @@
+"""The data model: one layout per representation (see DESIGN.md "Data model").
+
+- ``MultiVectors``: ragged token embeddings, ``values [T, D]`` packed plus ``offsets [N+1]`` int64.
+- ``SparseVectors``: CSR term weights, ``indices [nnz]`` int32, ``values [nnz]``, ``offsets [N+1]``
+  int64, ``vocab_size``. Ids are sorted and unique within a row.
+
+Inputs are validated once, here, at construction; the kernels trust them afterwards. Construction is
+zero-copy where the layout allows (a contiguous values tensor with offsets, a numpy array shares memory);
+packing a list or dropping padding is a copy, by necessity.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from . import _check as C
+
+__all__ = ["MultiVectors", "SparseVectors"]
+
+
+def _lengths_to_offsets(lengths: torch.Tensor) -> torch.Tensor:
+    off = torch.zeros(lengths.numel() + 1, dtype=torch.int64, device=lengths.device)
+    torch.cumsum(lengths.to(torch.int64), 0, out=off[1:])
+    return off
+
+
+class MultiVectors:
+    """Ragged multi-vector embeddings: text ``i`` owns rows ``values[offsets[i]:offsets[i+1]]``.
+
+    Args:
+        values: [T, D] fp32|fp16|bf16, C-contiguous (all tokens of all texts, packed).
+        offsets: [N+1] int64 (int32 accepted), offsets[0] == 0, non-decreasing, offsets[-1] == T.
+        check_finite: reject NaN/Inf values (the documented policy; the check runs once, here).
+    Raises:
+        TypeError: values not a float tensor/array, offsets not integer.
+        ValueError: bad shapes, offsets out of order, non-finite values.
+    """
+
+    __slots__ = ("values", "offsets", "_lengths")
+
+    def __init__(self, values: Any, offsets: Any, *, check_finite: bool = True):
+        where = "MultiVectors"
+        values = C.as_tensor(values, where, "values")
+        offsets = C.as_tensor(offsets, where, "offsets")
+        C.check_float(values, where, "values")
+        C.check_ndim(values, 2, where, "values", "[T, D]")
+        if not values.is_contiguous():
+            raise ValueError(f"{where}: values must be C-contiguous, got strides {tuple(values.stride())}; call .contiguous()")
+        offsets = C.check_offsets(offsets, values.shape[0], where)
+        C.check_same_device(where, values=values, offsets=offsets)
+        if check_finite:
+            C.check_finite(values, where, "values")
+        self.values = values
+        self.offsets = offsets
+        self._lengths = None
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_list(cls, arrays: Sequence[Any], *, dim: int | None = None, dtype: torch.dtype | None = None,
+                  check_finite: bool = True) -> "MultiVectors":
+        """Pack a list of ``[L_i, D]`` arrays or tensors (what FlagEmbedding and PyLate return).
+
+        Args:
+            arrays: N items, each [L_i, D] (L_i may be 0). All share D and dtype.
+            dim: D, needed only when ``arrays`` is empty.
+            dtype: cast every item to this dtype (explicit; without it, float64 input is an error).
+        """
+        where = "MultiVectors.from_list"
+        if isinstance(arrays, (torch.Tensor, np.ndarray)) or not isinstance(arrays, Sequence):
+            raise TypeError(f"{where}: arrays must be a list of [L_i, D] arrays, got {type(arrays).__name__}")
+        items = []
+        for i, a in enumerate(arrays):
+            t = C.as_tensor(a, where, f"arrays[{i}]")
+            if dtype is not None:
+                t = t.to(dtype)
+            C.check_float(t, where, f"arrays[{i}]")
+            if t.dim() != 2:
+                raise ValueError(f"{where}: arrays[{i}] must have shape [L_i, D], got {tuple(t.shape)}")
+            if items and (t.shape[1] != items[0].shape[1]):
+                raise ValueError(f"{where}: arrays[{i}] must have shape [L_i, {items[0].shape[1]}] to match arrays[0], "
+                                 f"got {tuple(t.shape)}")
+            if items and t.dtype != items[0].dtype:
+                raise TypeError(f"{where}: arrays[{i}] must have dtype {C.dtype_name(items[0].dtype)} like arrays[0], "
+                                f"got {C.dtype_name(t.dtype)}")
+            if items and t.device != items[0].device:
+                raise ValueError(f"{where}: arrays[{i}] must be on {items[0].device} like arrays[0], got {t.device}")
+            items.append(t)
+        if not items:
+            d = 0 if dim is None else int(dim)
+            return cls(torch.empty(0, d, dtype=dtype or torch.float32), torch.zeros(1, dtype=torch.int64))
+        if dim is not None and items[0].shape[1] != dim:
+            raise ValueError(f"{where}: arrays must have D={dim}, got {items[0].shape[1]}")
+        lengths = torch.tensor([t.shape[0] for t in items], dtype=torch.int64)
+        values = torch.cat(items, 0) if len(items) > 1 else items[0].contiguous()
+        return cls(values, _lengths_to_offsets(lengths).to(values.device), check_finite=check_finite)
+
+    @classmethod
+    def from_padded(cls, padded: Any, *, mask: Any = None, lengths: Any = None,
+                    check_finite: bool = True) -> "MultiVectors":
+        """From a padded ``[N, L, D]`` batch. Exactly one of ``mask`` or ``lengths`` (or neither: no padding).
+
+        Args:
+            padded: [N, L, D] fp32|fp16|bf16.
+            mask: [N, L] bool (or 0/1 integer), True = real token. Any positions may be masked (PyLate
+                expansion tokens are real tokens: keep them True in the mask).
+            lengths: [N] integer, the first lengths[i] rows of item i are real.
+        """
+        where = "MultiVectors.from_padded"
+        padded = C.as_tensor(padded, where, "padded")
+        C.check_float(padded, where, "padded")
+        C.check_ndim(padded, 3, where, "padded", "[N, L, D]")
+        n, L, d = padded.shape
+        if mask is not None and lengths is not None:
+            raise ValueError(f"{where}: pass mask or lengths, not both")
+        if mask is None and lengths is None:
+            return cls(padded.reshape(n * L, d).contiguous(),
+                       torch.arange(0, n * L + 1, max(L, 1), dtype=torch.int64, device=padded.device)[: n + 1]
+                       if L > 0 else torch.zeros(n + 1, dtype=torch.int64, device=padded.device),
+                       check_finite=check_finite)
+        if lengths is not None:
+            lengths = C.as_tensor(lengths, where, "lengths")
+            if lengths.dtype not in (torch.int32, torch.int64):
+                raise TypeError(f"{where}: lengths must be an integer tensor, got {C.dtype_name(lengths.dtype)}")
+            if tuple(lengths.shape) != (n,):
+                raise ValueError(f"{where}: lengths must have shape [N]=({n},), got {tuple(lengths.shape)}")
+            if bool(((lengths < 0) | (lengths > L)).any()):
+                raise ValueError(f"{where}: lengths must lie in [0, L={L}], got min {int(lengths.min())} max {int(lengths.max())}")
+            mask = torch.arange(L, device=padded.device)[None, :] < lengths.to(padded.device)[:, None]
+        else:
+            mask = C.as_tensor(mask, where, "mask")
+            if tuple(mask.shape) != (n, L):
+                raise ValueError(f"{where}: mask must have shape [N, L]=({n}, {L}), got {tuple(mask.shape)}")
+            if mask.dtype != torch.bool:
+                if mask.dtype.is_floating_point or bool(((mask != 0) & (mask != 1)).any()):
+                    raise TypeError(f"{where}: mask must be bool (or 0/1 integers), got {C.dtype_name(mask.dtype)}")
+                mask = mask.bool()
+        mask = mask.to(padded.device)
+        values = padded[mask]  # row-major order keeps each item's tokens together, in order
+        return cls(values.contiguous(), _lengths_to_offsets(mask.sum(1)), check_finite=check_finite)
+
+    @classmethod
+    def coerce(cls, x: Any, where: str, arg: str) -> "MultiVectors":
+        """Accept a MultiVectors, a list of [L_i, D] items, or an unpadded [N, L, D] batch."""
+        if isinstance(x, cls):
+            return x
+        if isinstance(x, (torch.Tensor, np.ndarray)):
+            if x.ndim != 3:
+                raise ValueError(f"{where}: {arg} must be a MultiVectors, a list of [L_i, D] arrays or a [N, L, D] "
+                                 f"tensor, got an array of shape {tuple(x.shape)}")
+            return cls.from_padded(x)
+        if isinstance(x, (list, tuple)):
+            try:
+                return cls.from_list(list(x))
+            except (TypeError, ValueError) as e:
+                raise type(e)(f"{where}: {arg}: {e}") from None
+        raise TypeError(f"{where}: {arg} must be a MultiVectors, a list of [L_i, D] arrays or a [N, L, D] tensor, "
+                        f"got {type(x).__name__}")
+
+    # ------------------------------------------------------------------ properties
+    def __len__(self) -> int:
+        return self.offsets.numel() - 1
+
+    @property
+    def dim(self) -> int:
+        return int(self.values.shape[1])
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.values.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.values.device
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.values.shape[0])
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        """[N] int64 token count of each item."""
+        if self._lengths is None:
+            self._lengths = self.offsets[1:] - self.offsets[:-1]
+        return self._lengths
+
+    @property
+    def max_length(self) -> int:
+        return int(self.lengths.max()) if len(self) else 0
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"MultiVectors: index {i} out of range for {n} items")
+        i %= n
+        return self.values[int(self.offsets[i]): int(self.offsets[i + 1])]
+
+    def __repr__(self) -> str:
+        return f"MultiVectors(n={len(self)}, tokens={self.num_tokens}, dim={self.dim}, dtype={C.dtype_name(self.dtype)}, device={self.device})"
+
+    # ------------------------------------------------------------------ conversions
+    def to(self, device: Any = None, dtype: torch.dtype | None = None) -> "MultiVectors":
+        """Move or cast (explicitly). Returns self when nothing changes."""
+        v = self.values.to(device=device, dtype=dtype)
+        o = self.offsets.to(device=device)
+        if v is self.values and o is self.offsets:
+            return self
+        out = MultiVectors.__new__(MultiVectors)
+        out.values, out.offsets, out._lengths = v, o, None
+        return out
+
+    def select(self, index: Any) -> "MultiVectors":
+        """Gather items by index (a copy of their tokens), in the given order."""
+        idx = torch.as_tensor(index, dtype=torch.int64, device=self.offsets.device).reshape(-1)
+        n = len(self)
+        if idx.numel() and (int(idx.min()) < -n or int(idx.max()) >= n):
+            raise IndexError(f"MultiVectors.select: index out of range for {n} items")
+        idx = idx % max(n, 1)
+        lens = self.lengths[idx]
+        off = _lengths_to_offsets(lens)
+        starts = self.offsets[idx]
+        # token j of the output comes from starts[item(j)] + (j - off[item(j)])
+        item = torch.repeat_interleave(torch.arange(idx.numel(), device=idx.device), lens)
+        rows = starts[item] + (torch.arange(int(off[-1]), device=idx.device) - off[item])
+        out = MultiVectors.__new__(MultiVectors)
+        out.values, out.offsets, out._lengths = self.values[rows], off, None
+        return out
+
+    def to_list(self) -> list[torch.Tensor]:
+        return [self[i] for i in range(len(self))]
+
+    def to_padded(self, pad_value: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (padded [N, Lmax, D], mask [N, Lmax] bool)."""
+        n, L = len(self), self.max_length
+        mask = torch.arange(L, device=self.device)[None, :] < self.lengths[:, None]
+        padded = torch.full((n, L, self.dim), pad_value, dtype=self.dtype, device=self.device)
+        padded[mask] = self.values
+        return padded, mask
+
+
+class SparseVectors:
+    """Learned-sparse term weights in CSR: row ``i`` holds ``indices/values[offsets[i]:offsets[i+1]]``.
+
+    Args:
+        indices: [nnz] int32 (int64 accepted, converted), each in [0, vocab_size).
+        values: [nnz] fp32|fp16|bf16.
+        offsets: [N+1] int64, offsets[0] == 0, non-decreasing, offsets[-1] == nnz.
+        vocab_size: V, the exclusive upper bound on ids.
+        merge: how repeated ids within a row combine: "max" (BGE-M3's rule, default) or "sum".
+        check_finite: reject NaN/Inf weights.
+    Ids are sorted and made unique per row here (a no-op check when they already are).
+    """
+
+    __slots__ = ("indices", "values", "offsets", "vocab_size")
+
+    def __init__(self, indices: Any, values: Any, offsets: Any, vocab_size: int, *, merge: str = "max",
+                 check_finite: bool = True):
+        where = "SparseVectors"
+        indices = C.as_tensor(indices, where, "indices")
+        values = C.as_tensor(values, where, "values")
+        offsets = C.as_tensor(offsets, where, "offsets")
+        if indices.dtype not in (torch.int32, torch.int64):
+            raise TypeError(f"{where}: indices must have dtype int32, got {C.dtype_name(indices.dtype)}")
+        C.check_float(values, where, "values")
+        C.check_ndim(indices, 1, where, "indices", "[nnz]")
+        C.check_ndim(values, 1, where, "values", "[nnz]")
+        if indices.numel() != values.numel():
+            raise ValueError(f"{where}: values must have shape [nnz]=({indices.numel()},) like indices, got {tuple(values.shape)}")
+        if isinstance(vocab_size, bool) or not isinstance(vocab_size, (int, np.integer)) or vocab_size <= 0:
+            raise ValueError(f"{where}: vocab_size must be a positive int, got {vocab_size!r}")
+        if vocab_size > 2**31 - 1:
+            raise ValueError(f"{where}: vocab_size must be < 2**31 (ids are int32), got {vocab_size}")
+        if merge not in ("max", "sum"):
+            raise ValueError(f"{where}: merge must be 'max' or 'sum', got {merge!r}")
+        offsets = C.check_offsets(offsets, indices.numel(), where)
+        C.check_same_device(where, indices=indices, values=values, offsets=offsets)
+        if indices.numel():
+            lo, hi = int(indices.min()), int(indices.max())
+            if lo < 0 or hi >= vocab_size:
+                bad = lo if lo < 0 else hi
+                raise ValueError(f"{where}: indices must lie in [0, vocab_size={vocab_size}), got {bad}")
+        if check_finite:
+            C.check_finite(values, where, "values")
+        self.vocab_size = int(vocab_size)
+        self.indices, self.values, self.offsets = _canonical_csr(indices, values, offsets, self.vocab_size, merge)
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_dicts(cls, rows: Sequence[Mapping[Any, float]], *, vocab_size: int | None = None, tokenizer: Any = None,
+                   vocab: Mapping[str, int] | None = None, merge: str = "max", dtype: torch.dtype = torch.float32
+                   ) -> "SparseVectors":
+        """From a list of {term: weight} dicts.
+
+        Terms are int ids, digit strings (FlagEmbedding's ``lexical_weights`` keys are ``str(token_id)``), or
+        token strings looked up in ``vocab`` / ``tokenizer.get_vocab()``. ``vocab_size`` defaults to the
+        vocabulary's size, or to max id + 1 when no vocabulary is given.
+        """
+        where = "SparseVectors.from_dicts"
+        if isinstance(rows, Mapping) or not isinstance(rows, Sequence):
+            raise TypeError(f"{where}: rows must be a list of dicts, got {type(rows).__name__}")
+        if tokenizer is not None and vocab is None:
+            vocab = tokenizer.get_vocab()
+        ids: list[int] = []
+        vals: list[float] = []
+        lens: list[int] = []
+        for i, row in enumerate(rows):
+            if not isinstance(row, Mapping):
+                raise TypeError(f"{where}: rows[{i}] must be a dict of term -> weight, got {type(row).__name__}")
+            for term, w in row.items():
+                ids.append(_term_id(term, vocab, where, i))
+                vals.append(float(w))
+            lens.append(len(row))
+        if vocab_size is None:
+            vocab_size = len(vocab) if vocab is not None else (max(ids) + 1 if ids else 1)
+        return cls(torch.tensor(ids, dtype=torch.int64), torch.tensor(vals, dtype=dtype),
+                   _lengths_to_offsets(torch.tensor(lens, dtype=torch.int64)), vocab_size, merge=merge)
+
+    @classmethod
+    def from_dense(cls, activations: Any, *, threshold: float = 0.0) -> "SparseVectors":
+        """From dense ``[N, V]`` activations (SPLADE), keeping entries with ``|value| > threshold``."""
+        where = "SparseVectors.from_dense"
+        a = C.as_tensor(activations, where, "activations")
+        C.check_float(a, where, "activations")
+        C.check_ndim(a, 2, where, "activations", "[N, V]")
+        keep = a.abs() > threshold
+        rows, cols = keep.nonzero(as_tuple=True)  # row-major: sorted by row then id
+        return cls(cols.to(torch.int32), a[rows, cols], _lengths_to_offsets(keep.sum(1)), int(a.shape[1]))
+
+    @classmethod
+    def from_scipy(cls, mat: Any, *, merge: str = "max") -> "SparseVectors":
+        """From a scipy.sparse matrix/array ``[N, V]`` (any format; converted to CSR)."""
+        csr = mat.tocsr()
+        vals = np.asarray(csr.data)
+        if vals.dtype not in (np.float32, np.float16):
+            raise TypeError(f"SparseVectors.from_scipy: mat must have dtype float32 or float16, got {vals.dtype}; "
+                            "convert with mat.astype(np.float32)")
+        return cls(torch.from_numpy(np.asarray(csr.indices, dtype=np.int32)), torch.from_numpy(vals),
+                   torch.from_numpy(np.asarray(csr.indptr, dtype=np.int64)), int(csr.shape[1]), merge=merge)
+
+    @classmethod
+    def from_torch(cls, t: torch.Tensor, *, merge: str = "max") -> "SparseVectors":
+        """From a torch sparse COO or CSR tensor ``[N, V]``. Duplicate COO entries merge by ``merge``."""
+        where = "SparseVectors.from_torch"
+        if not isinstance(t, torch.Tensor) or t.dim() != 2:
+            raise TypeError(f"{where}: t must be a 2-D torch sparse tensor, got {type(t).__name__}")
+        if t.layout == torch.sparse_csr:
+            return cls(t.col_indices(), t.values(), t.crow_indices(), int(t.shape[1]), merge=merge)
+        if t.layout == torch.sparse_coo:
+            idx = t._indices()  # uncoalesced on purpose: merge decides how duplicates combine
+            vals = t._values()
+            rows, cols = idx[0], idx[1]
+            order = torch.argsort(rows, stable=True)
+            counts = torch.bincount(rows, minlength=t.shape[0])
+            return cls(cols[order], vals[order], _lengths_to_offsets(counts), int(t.shape[1]), merge=merge)
+        if t.layout == torch.strided:
+            return cls.from_dense(t)
+        raise TypeError(f"{where}: t must have layout sparse_coo or sparse_csr, got {t.layout}")
+
+    @classmethod
+    def coerce(cls, x: Any, where: str, arg: str) -> "SparseVectors":
+        if isinstance(x, cls):
+            return x
+        if isinstance(x, torch.Tensor):
+            return cls.from_torch(x)
+        if isinstance(x, (list, tuple)):
+            return cls.from_dicts(list(x))
+        if hasattr(x, "tocsr"):
+            return cls.from_scipy(x)
+        raise TypeError(f"{where}: {arg} must be a SparseVectors, a list of dicts, a scipy.sparse matrix or a torch "
+                        f"sparse tensor, got {type(x).__name__}")
+
+    # ------------------------------------------------------------------ properties
+    def __len__(self) -> int:
+        return self.offsets.numel() - 1
+
+    @property
+    def nnz(self) -> int:
+        return int(self.indices.numel())
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.values.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.values.device
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return self.offsets[1:] - self.offsets[:-1]
+
+    def __repr__(self) -> str:
+        return (f"SparseVectors(n={len(self)}, nnz={self.nnz}, vocab_size={self.vocab_size}, "
+                f"dtype={C.dtype_name(self.dtype)}, device={self.device})")
+
+    def to(self, device: Any = None, dtype: torch.dtype | None = None) -> "SparseVectors":
+        out = SparseVectors.__new__(SparseVectors)
+        out.indices = self.indices.to(device=device)
+        out.values = self.values.to(device=device, dtype=dtype)
+        out.offsets = self.offsets.to(device=device)
+        out.vocab_size = self.vocab_size
+        return out
+
+    def select(self, index: Any) -> "SparseVectors":
+        """Gather rows by index, in the given order."""
+        idx = torch.as_tensor(index, dtype=torch.int64, device=self.offsets.device).reshape(-1)
+        lens = self.lengths[idx]
+        off = _lengths_to_offsets(lens)
+        item = torch.repeat_interleave(torch.arange(idx.numel(), device=idx.device), lens)
+        pos = self.offsets[idx][item] + (torch.arange(int(off[-1]), device=idx.device) - off[item])
+        out = SparseVectors.__new__(SparseVectors)
+        out.indices, out.values, out.offsets, out.vocab_size = self.indices[pos], self.values[pos], off, self.vocab_size
+        return out
+
+    def to_dicts(self) -> list[dict[int, float]]:
+        o = self.offsets.tolist()
+        ids, vals = self.indices.tolist(), self.values.float().tolist()
+        return [dict(zip(ids[o[i]:o[i + 1]], vals[o[i]:o[i + 1]])) for i in range(len(self))]
+
+    def to_dense(self) -> torch.Tensor:
+        """[N, V] dense fp32 (for tests and small inputs)."""
+        n = len(self)
+        out = torch.zeros(n, self.vocab_size, dtype=torch.float32, device=self.device)
+        rows = torch.repeat_interleave(torch.arange(n, device=self.device), self.lengths)
+        out[rows, self.indices.long()] = self.values.float()
+        return out
+
+
+def _term_id(term: Any, vocab: Mapping[str, int] | None, where: str, row: int) -> int:
+    if isinstance(term, (int, np.integer)) and not isinstance(term, bool):
+        return int(term)
+    if isinstance(term, str):
+        if vocab is not None and term in vocab:
+            return int(vocab[term])
+        if term.isdigit():
+            return int(term)
+        raise ValueError(f"{where}: rows[{row}] term {term!r} must be an int id, a digit string, or a token in the "
+                         f"given vocab/tokenizer" + ("" if vocab is not None else " (none given)"))
+    raise TypeError(f"{where}: rows[{row}] keys must be int ids or str tokens, got {type(term).__name__}")
+
+
+def _canonical_csr(indices: torch.Tensor, values: torch.Tensor, offsets: torch.Tensor, vocab_size: int, merge: str
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Sort ids within each row and merge repeats (max or sum). Cheap no-op path when already canonical."""
+    n = offsets.numel() - 1
+    nnz = indices.numel()
+    ids = indices.to(torch.int64)
+    if nnz == 0:
+        return indices.to(torch.int32), values, offsets
+    rows = torch.repeat_interleave(torch.arange(n, device=offsets.device), offsets[1:] - offsets[:-1])
+    key = rows * vocab_size + ids
+    if nnz < 2 or bool((key[1:] > key[:-1]).all()):
+        return indices.to(torch.int32).contiguous(), values.contiguous(), offsets
+    key, order = torch.sort(key, stable=True)
+    vals = values[order]
+    uniq, inverse = torch.unique_consecutive(key, return_inverse=True)
+    if uniq.numel() == nnz:
+        merged = vals
+    else:
+        reduce = "amax" if merge == "max" else "sum"
+        merged = torch.zeros(uniq.numel(), dtype=torch.float32, device=vals.device)
+        merged = merged.scatter_reduce(0, inverse, vals.float(), reduce=reduce, include_self=False).to(vals.dtype)
+    new_rows = uniq // vocab_size
+    counts = torch.bincount(new_rows, minlength=n)
+    return (uniq % vocab_size).to(torch.int32), merged.contiguous(), _lengths_to_offsets(counts)

@@ -1,0 +1,301 @@
+"""The public functional API: validate once, pick a backend (``_dispatch``), call it.
+
+Glossary: ``B`` queries, ``N`` documents, ``Lq``/``Ld`` query/doc tokens, ``D`` embedding dim,
+``V`` vocabulary size, ``nnz`` non-zeros, ``K`` candidates per query.
+
+Modes:
+- all-pairs (``mode="all"``): every query against every document -> ``[B, N]``.
+- paired (``mode="pairs"``): each query with its own candidates, one call for the whole batch. The
+  candidates of query ``b`` are documents ``groups[b]:groups[b+1]`` -> ``[N]``, aligned with ``docs``.
+
+Scores are float32 always (fp32 accumulation). See ``fusedscore.reference`` for the exact semantics of
+empty documents (``-inf``) and empty queries (``0``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+from . import _check as C
+from . import _dispatch
+from .containers import MultiVectors, SparseVectors
+
+__all__ = ["maxsim", "sparse_dot", "dense_dot", "topk", "maxsim_topk", "hybrid", "reciprocal_rank_fusion",
+           "groups_to_query_index"]
+
+DEFAULT_MAX_MEMORY = 1 << 30  # bytes of scores a chunked op keeps at once
+
+
+def groups_to_query_index(groups: Any, n_queries: int, n_docs: int, where: str) -> torch.Tensor:
+    """[B+1] candidate-group offsets (or [B] counts as a list) -> [N] int64 query index per document."""
+    if groups is None:
+        if n_queries != n_docs:
+            raise ValueError(f"{where}: groups must be given when mode='pairs' and len(queries)={n_queries} != "
+                             f"len(docs)={n_docs} (groups[b]:groups[b+1] are query b's candidates)")
+        return torch.arange(n_docs, dtype=torch.int64)
+    g = C.as_tensor(groups if isinstance(groups, (torch.Tensor,)) else torch.as_tensor(groups), where, "groups")
+    if g.dtype not in (torch.int32, torch.int64):
+        raise TypeError(f"{where}: groups must be integer offsets [B+1], got {C.dtype_name(g.dtype)}")
+    if g.dim() != 1 or g.numel() != n_queries + 1:
+        raise ValueError(f"{where}: groups must have shape [B+1]=({n_queries + 1},), got {tuple(g.shape)}")
+    g = C.check_offsets(g.cpu(), n_docs, where, "groups")
+    return torch.repeat_interleave(torch.arange(n_queries, dtype=torch.int64), g[1:] - g[:-1])
+
+
+def _pairs_index(mode: str, groups: Any, nq: int, nd: int, device: torch.device, where: str) -> torch.Tensor | None:
+    if mode == "all":
+        if groups is not None:
+            raise ValueError(f"{where}: groups is only used with mode='pairs', got mode='all'")
+        return None
+    if mode == "pairs":
+        return groups_to_query_index(groups, nq, nd, where).to(device)
+    raise ValueError(f"{where}: mode must be 'all' or 'pairs', got {mode!r}")
+
+
+def maxsim(queries: Any, docs: Any, *, mode: str = "all", groups: Any = None, reduce: str = "sum",
+           backend: str | None = None) -> torch.Tensor:
+    """Late-interaction (ColBERT) score: ``out = reduce_i max_j <q_i, d_j>``.
+
+    Args:
+        queries: B queries: a MultiVectors, a list of [Lq_b, D] arrays, or an unpadded [B, Lq, D] tensor.
+            Build from a padded batch with ``MultiVectors.from_padded(x, mask=...)``: masked query tokens
+            are dropped (and not counted by reduce="mean").
+        docs: N documents, same forms, same D, dtype and device as queries.
+        mode: "all" -> [B, N]; "pairs" -> [N] with ``groups``.
+        groups: mode="pairs" only: [B+1] int offsets, docs groups[b]:groups[b+1] belong to query b. May be
+            omitted when B == N (query b with doc b).
+        reduce: "sum" (ColBERT/PyLate) or "mean" over query tokens (BGE-M3).
+        backend: force "native", "triton" or "reference" (default: by device).
+    Returns:
+        float32 [B, N] or [N]. An empty document scores -inf; an empty query scores 0.
+    Raises:
+        ValueError: dim mismatch, bad groups, devices differ.  TypeError: dtype mismatch or bad type.
+        RuntimeError: a forced backend is unavailable.
+    """
+    where = "maxsim"
+    q = MultiVectors.coerce(queries, where, "queries")
+    d = MultiVectors.coerce(docs, where, "docs")
+    C.check_reduce(reduce, where)
+    _check_pair(q, d, where)
+    qi = _pairs_index(mode, groups, len(q), len(d), d.device, where)
+    impl = _dispatch.resolve("maxsim", d.device, backend)
+    return impl.fn(q, d, qi, reduce)
+
+
+def _check_pair(q: MultiVectors | SparseVectors, d: MultiVectors | SparseVectors, where: str) -> None:
+    C.check_same_device(where, queries=q.values, docs=d.values)
+    if q.dtype != d.dtype:
+        raise TypeError(f"{where}: docs must have the dtype of queries ({C.dtype_name(q.dtype)}), got "
+                        f"{C.dtype_name(d.dtype)}; cast one explicitly with .to(dtype=...)")
+    if isinstance(q, MultiVectors):
+        if q.dim != d.dim and q.num_tokens and d.num_tokens:
+            raise ValueError(f"{where}: docs must have shape [T, D] with D={q.dim} to match queries, got "
+                             f"{tuple(d.values.shape)}")
+    elif q.vocab_size != d.vocab_size:
+        raise ValueError(f"{where}: docs must have vocab_size={q.vocab_size} to match queries, got {d.vocab_size}")
+
+
+def sparse_dot(queries: Any, docs: Any, *, mode: str = "all", groups: Any = None,
+               backend: str | None = None) -> torch.Tensor:
+    """Learned-sparse score: ``out = sum over shared term ids of w_q * w_d`` (SPLADE, BGE-M3 lexical).
+
+    Args:
+        queries: B rows: a SparseVectors, a list of {term: weight} dicts, scipy.sparse or torch sparse [B, V].
+        docs: N rows, same forms, same vocab_size, dtype and device.
+        mode, groups, backend: as in ``maxsim``.
+    Returns:
+        float32 [B, N] or [N]. Rows with no terms score 0.
+    """
+    where = "sparse_dot"
+    q = SparseVectors.coerce(queries, where, "queries")
+    d = SparseVectors.coerce(docs, where, "docs")
+    _check_pair(q, d, where)
+    qi = _pairs_index(mode, groups, len(q), len(d), d.device, where)
+    return _dispatch.resolve("sparse_dot", d.device, backend).fn(q, d, qi)
+
+
+def dense_dot(queries: Any, docs: Any, *, mode: str = "all", groups: Any = None,
+              backend: str | None = None) -> torch.Tensor:
+    """Dense score ``out = <q, d>``.
+
+    Args:
+        queries: [B, D] fp32|fp16|bf16 tensor or array.  docs: [N, D], same dtype and device.
+    Returns:
+        float32 [B, N] or [N].
+    """
+    where = "dense_dot"
+    q = C.as_tensor(queries, where, "queries")
+    d = C.as_tensor(docs, where, "docs")
+    C.check_float(q, where, "queries")
+    C.check_float(d, where, "docs")
+    C.check_ndim(q, 2, where, "queries", "[B, D]")
+    C.check_ndim(d, 2, where, "docs", "[N, D]")
+    C.check_same_device(where, queries=q, docs=d)
+    if q.dtype != d.dtype:
+        raise TypeError(f"{where}: docs must have the dtype of queries ({C.dtype_name(q.dtype)}), got {C.dtype_name(d.dtype)}")
+    if q.shape[1] != d.shape[1]:
+        raise ValueError(f"{where}: docs must have shape [N, D] with D={q.shape[1]} to match queries, got {tuple(d.shape)}")
+    qi = _pairs_index(mode, groups, q.shape[0], d.shape[0], d.device, where)
+    return _dispatch.resolve("dense_dot", d.device, backend).fn(q, d, qi)
+
+
+def topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row top-k of ``scores [B, N]`` without a full sort.
+
+    Returns:
+        (values [B, min(k, N)] float32, indices [B, min(k, N)] int64), best first. NaN never appears in
+        scores produced by fusedscore; a caller's NaN is rejected.
+    """
+    where = "topk"
+    s = C.as_tensor(scores, where, "scores")
+    C.check_float(s, where, "scores", allow_fp64=True)
+    C.check_ndim(s, 2, where, "scores", "[B, N]")
+    k = C.check_k(k, where)
+    if bool(torch.isnan(s).any()):
+        raise ValueError(f"{where}: scores must not contain NaN, got {int(torch.isnan(s).sum())} NaN value(s)")
+    kk = min(k, s.shape[1])
+    vals, idx = torch.topk(s, kk, dim=1, largest=True, sorted=True)
+    return vals.float(), idx
+
+
+def maxsim_topk(queries: Any, docs: Any, k: int, *, reduce: str = "sum", max_memory: int | None = None,
+                backend: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """All-pairs MaxSim top-k over a large corpus, never holding more than a block of [B, N] scores.
+
+    Documents are scored in blocks sized so that a block of scores fits ``max_memory`` bytes; each
+    block's best k merge into the running best k.
+
+    Returns:
+        (values [B, min(k, N)] float32, indices [B, min(k, N)] int64 into docs), best first.
+    """
+    where = "maxsim_topk"
+    q = MultiVectors.coerce(queries, where, "queries")
+    d = MultiVectors.coerce(docs, where, "docs")
+    k = C.check_k(k, where)
+    C.check_reduce(reduce, where)
+    _check_pair(q, d, where)
+    budget = max_memory or DEFAULT_MAX_MEMORY
+    n = len(d)
+    kk = min(k, n)
+    best_v = torch.full((len(q), 0), float("-inf"), dtype=torch.float32, device=d.device)
+    best_i = torch.zeros((len(q), 0), dtype=torch.int64, device=d.device)
+    block = max(kk, budget // max(1, 4 * len(q)))
+    impl = _dispatch.resolve("maxsim", d.device, backend)
+    for s in range(0, n, block):
+        part = d.select(torch.arange(s, min(n, s + block), device=d.device)) if block < n else d
+        sc = impl.fn(q, part, None, reduce)
+        v, i = torch.topk(sc, min(kk, sc.shape[1]), dim=1)
+        best_v = torch.cat([best_v, v], 1)
+        best_i = torch.cat([best_i, i + s], 1)
+        if best_v.shape[1] > kk:
+            best_v, pos = torch.topk(best_v, kk, dim=1)
+            best_i = torch.gather(best_i, 1, pos)
+    return best_v, best_i
+
+
+_NORMS = ("none", "minmax", "zscore", "sigmoid")
+
+
+def _normalise(s: torch.Tensor, how: str) -> torch.Tensor:
+    """Per-row normalisation of [B, N] scores (finite entries only). Constant rows map to 1 (min-max) or 0
+    (z-score) for every finite entry, so one candidate or all-tied candidates never collapse below others."""
+    if how == "none":
+        return s
+    if how == "sigmoid":
+        return torch.sigmoid(s)
+    fin = torch.isfinite(s)
+    z = torch.where(fin, s, torch.zeros((), dtype=s.dtype, device=s.device))
+    cnt = fin.sum(1, keepdim=True).clamp(min=1)
+    if how == "minmax":
+        big = torch.finfo(s.dtype).max
+        lo = torch.where(fin, s, torch.full_like(s, big)).amin(1, keepdim=True)
+        hi = torch.where(fin, s, torch.full_like(s, -big)).amax(1, keepdim=True)
+        span = hi - lo
+        out = torch.where(span > 0, (s - lo) / torch.where(span > 0, span, torch.ones_like(span)), torch.ones_like(s))
+    else:
+        mean = z.sum(1, keepdim=True) / cnt
+        var = (torch.where(fin, s - mean, torch.zeros_like(s)) ** 2).sum(1, keepdim=True) / cnt
+        std = var.sqrt()
+        out = torch.where(std > 0, (s - mean) / torch.where(std > 0, std, torch.ones_like(std)), torch.zeros_like(s))
+    return torch.where(fin, out, s)  # -inf (empty doc / missing) stays -inf
+
+
+def hybrid(scores: Sequence[torch.Tensor], weights: Sequence[float], *, normalize: str = "none",
+           missing: float | None = None) -> torch.Tensor:
+    """Weighted sum of score tensors of one shape ([B, N] or [N]), each optionally normalised per row.
+
+    Args:
+        scores: the signals, float tensors of one shape. ``-inf`` (or NaN) marks a document missing from
+            a signal.
+        weights: one float per signal.
+        normalize: "none", "minmax", "zscore" or "sigmoid", applied per query row before weighting.
+        missing: the normalised value a missing document gets in that signal; None (default) means the
+            row's minimum finite normalised score (missing is "as bad as the worst seen"), 0 if none.
+    Returns:
+        float32 tensor of that shape. A document missing from every signal gets -inf.
+    """
+    where = "hybrid"
+    if len(scores) == 0 or len(scores) != len(weights):
+        raise ValueError(f"{where}: weights must have one entry per score tensor ({len(scores)}), got {len(weights)}")
+    if normalize not in _NORMS:
+        raise ValueError(f"{where}: normalize must be one of {_NORMS}, got {normalize!r}")
+    ts = [C.as_tensor(s, where, f"scores[{i}]").float() for i, s in enumerate(scores)]
+    shape = ts[0].shape
+    for i, t in enumerate(ts):
+        if t.shape != shape:
+            raise ValueError(f"{where}: scores[{i}] must have shape {tuple(shape)} like scores[0], got {tuple(t.shape)}")
+    squeeze = len(shape) == 1
+    total = torch.zeros(ts[0].reshape(-1, shape[-1]).shape, dtype=torch.float32, device=ts[0].device)
+    seen = torch.zeros_like(total, dtype=torch.bool)
+    for t, w in zip(ts, weights):
+        t2 = t.reshape(-1, shape[-1])
+        t2 = torch.where(torch.isnan(t2), torch.full_like(t2, float("-inf")), t2)
+        fin = torch.isfinite(t2)
+        n = _normalise(t2, normalize)
+        if missing is None:
+            big = torch.finfo(torch.float32).max
+            fill = torch.where(fin, n, torch.full_like(n, big)).amin(1, keepdim=True)
+            fill = torch.where(fill == big, torch.zeros_like(fill), fill)
+        else:
+            fill = torch.full((n.shape[0], 1), float(missing), device=n.device)
+        n = torch.where(fin, n, fill.expand_as(n))
+        total += float(w) * n
+        seen |= fin
+    total = torch.where(seen, total, torch.full_like(total, float("-inf")))
+    return total.reshape(shape) if not squeeze else total.reshape(-1)
+
+
+def reciprocal_rank_fusion(scores: Sequence[torch.Tensor], *, k: int = 60,
+                           weights: Sequence[float] | None = None) -> torch.Tensor:
+    """RRF: ``sum_s w_s / (k + rank_s(doc))`` per query row, rank 1 = best; a document missing from a
+    signal (``-inf``/NaN) contributes 0 for it. Ties share the better rank.
+
+    Args:
+        scores: [B, N] or [N] float tensors of one shape.  k: the RRF constant (60, as Cormack et al.).
+    Returns:
+        float32 tensor of that shape.
+    """
+    where = "reciprocal_rank_fusion"
+    if len(scores) == 0:
+        raise ValueError(f"{where}: scores must hold at least one tensor, got 0")
+    k = C.check_k(k, where)
+    weights = [1.0] * len(scores) if weights is None else list(weights)
+    if len(weights) != len(scores):
+        raise ValueError(f"{where}: weights must have one entry per score tensor ({len(scores)}), got {len(weights)}")
+    shape = C.as_tensor(scores[0], where, "scores[0]").shape
+    total = None
+    for i, (s, w) in enumerate(zip(scores, weights)):
+        t = C.as_tensor(s, where, f"scores[{i}]").float()
+        if t.shape != shape:
+            raise ValueError(f"{where}: scores[{i}] must have shape {tuple(shape)} like scores[0], got {tuple(t.shape)}")
+        t2 = t.reshape(-1, shape[-1])
+        fin = torch.isfinite(t2)
+        t2 = torch.where(fin, t2, torch.full_like(t2, float("-inf")))
+        # rank = 1 + number of strictly better finite scores in the row (ties share the better rank)
+        asc = torch.sort(t2, dim=1).values
+        rank = 1 + t2.shape[1] - torch.searchsorted(asc, t2.contiguous(), right=True)
+        contrib = torch.where(fin, float(w) / (k + rank.float()), torch.zeros_like(t2))
+        total = contrib if total is None else total + contrib
+    return total.reshape(shape)

@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # module -> it provides register(subparsers) adding one or more subcommands
-_SUBCOMMAND_MODULES = ("fusedscore.bench.cli", "fusedscore.cli_rerank")
+_SUBCOMMAND_MODULES = ("fusedscore.bench.cli", "fusedscore.cli_rerank", "fusedscore.evaluate")
 
 
 def build_parser() -> argparse.ArgumentParser:

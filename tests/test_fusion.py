@@ -1,0 +1,117 @@
+"""topk, chunked maxsim_topk, hybrid fusion and reciprocal-rank fusion."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import fusedscore as fs
+from fusedscore import reference
+
+INF = float("inf")
+
+
+def _mv(lengths, dim, seed):
+    g = torch.Generator().manual_seed(seed)
+    return fs.MultiVectors.from_list([torch.randn(n, dim, generator=g) for n in lengths])
+
+
+def test_topk_matches_reference_and_clamps_k():
+    s = torch.tensor([[0.1, 0.9, 0.5, 0.3], [2.0, -1.0, 0.0, 1.0]])
+    v, i = fs.topk(s, 2)
+    rv, ri = reference.topk_ref(s, 2)
+    assert torch.equal(v, rv) and torch.equal(i, ri)
+    v, i = fs.topk(s, 10)  # k larger than N -> all of them, sorted
+    assert v.shape == (2, 4) and i[1].tolist() == [0, 3, 2, 1]
+
+
+@pytest.mark.parametrize("k, exc, match", [(0, ValueError, "k must be > 0, got 0"), (-3, ValueError, "got -3"),
+                                           (1.5, TypeError, "k must be an int")])
+def test_topk_bad_k(k, exc, match):
+    with pytest.raises(exc, match=match):
+        fs.topk(torch.zeros(1, 3), k)
+
+
+def test_topk_rejects_nan():
+    with pytest.raises(ValueError, match="scores must not contain NaN"):
+        fs.topk(torch.tensor([[1.0, float("nan")]]), 1)
+
+
+@pytest.mark.parametrize("max_memory", [4 * 3 * 5, 1 << 20])  # 5 docs per block vs one block
+def test_maxsim_topk_chunked_equals_full(max_memory):
+    q = _mv([3, 5, 1], 16, 0)
+    d = _mv([4, 0, 7, 1, 9, 2, 6, 3, 8, 5, 1, 2, 0, 7], 16, 1)
+    full = reference.maxsim_ref(q, d)
+    rv, ri = reference.topk_ref(full, 4)
+    v, i = fs.maxsim_topk(q, d, 4, max_memory=max_memory)
+    assert torch.allclose(v, rv, rtol=1e-5, atol=1e-6)
+    # indices equal except where scores tie; random data has no ties
+    assert torch.equal(i, ri)
+
+
+def test_maxsim_topk_k_above_corpus_and_empty_docs_last():
+    q = _mv([2], 8, 3)
+    d = _mv([0, 3, 0], 8, 4)
+    v, i = fs.maxsim_topk(q, d, 10)
+    assert i[0, 0].item() == 1 and torch.isinf(v[0, 1:]).all() and v.shape == (1, 3)
+
+
+# ----------------------------------------------------------------------------- hybrid
+def test_hybrid_weighted_sum_plain():
+    a = torch.tensor([[1.0, 2.0, 3.0]])
+    b = torch.tensor([[0.5, 0.0, -1.0]])
+    out = fs.hybrid([a, b], [0.4, 0.6])
+    assert torch.allclose(out, 0.4 * a + 0.6 * b)
+
+
+def test_hybrid_minmax_single_candidate_and_ties_do_not_collapse():
+    one = torch.tensor([[3.7]])
+    assert fs.hybrid([one], [1.0], normalize="minmax").item() == 1.0
+    tied = torch.tensor([[2.0, 2.0, 2.0]])
+    other = torch.tensor([[1.0, 0.0, 0.5]])
+    out = fs.hybrid([tied, other], [0.5, 0.5], normalize="minmax")
+    assert torch.allclose(out, torch.tensor([[1.0, 0.5, 0.75]]))
+
+
+def test_hybrid_zscore_and_sigmoid():
+    s = torch.tensor([[1.0, 2.0, 3.0]])
+    z = fs.hybrid([s], [1.0], normalize="zscore")
+    assert torch.allclose(z, (s - 2.0) / torch.tensor(2.0 / 3.0).sqrt())
+    assert torch.allclose(fs.hybrid([s], [2.0], normalize="sigmoid"), 2 * torch.sigmoid(s))
+    assert fs.hybrid([torch.tensor([[5.0]])], [1.0], normalize="zscore").item() == 0.0
+
+
+def test_hybrid_missing_document_rule():
+    dense = torch.tensor([[0.9, 0.1, 0.5]])
+    sparse = torch.tensor([[4.0, -INF, 2.0]])  # doc 1 is missing from the sparse signal
+    out = fs.hybrid([dense, sparse], [1.0, 1.0], normalize="minmax")
+    # missing gets the row's worst normalised sparse score (0 after min-max over {4, 2})
+    assert torch.allclose(out, torch.tensor([[1.0 + 1.0, 0.0 + 0.0, 0.5 + 0.0]]))
+    out = fs.hybrid([dense, sparse], [1.0, 1.0], normalize="minmax", missing=-1.0)
+    assert torch.allclose(out[0, 1], torch.tensor(-1.0))
+    both_missing = fs.hybrid([torch.tensor([-INF]), torch.tensor([float("nan")])], [1.0, 1.0])
+    assert both_missing.item() == -INF
+
+
+def test_hybrid_errors():
+    with pytest.raises(ValueError, match="weights must have one entry per score tensor"):
+        fs.hybrid([torch.zeros(3)], [1.0, 2.0])
+    with pytest.raises(ValueError, match="normalize must be one of"):
+        fs.hybrid([torch.zeros(3)], [1.0], normalize="rank")
+    with pytest.raises(ValueError, match=r"scores\[1\] must have shape \(3,\)"):
+        fs.hybrid([torch.zeros(3), torch.zeros(4)], [1.0, 1.0])
+
+
+# ----------------------------------------------------------------------------- RRF
+def test_rrf_by_hand():
+    a = torch.tensor([[3.0, 1.0, 2.0]])   # ranks 1, 3, 2
+    b = torch.tensor([[0.0, 5.0, -INF]])  # ranks 2, 1, missing
+    out = fs.reciprocal_rank_fusion([a, b], k=60)
+    expect = torch.tensor([[1 / 61 + 1 / 62, 1 / 63 + 1 / 61, 1 / 62]])
+    assert torch.allclose(out, expect)
+
+
+def test_rrf_ties_share_the_better_rank_and_weights():
+    s = torch.tensor([2.0, 2.0, 1.0])
+    out = fs.reciprocal_rank_fusion([s], k=10, weights=[2.0])
+    assert torch.allclose(out, torch.tensor([2 / 11, 2 / 11, 2 / 13]))

@@ -7,11 +7,14 @@ OpenMP, SIMD) and GPU (Triton), with a plain-torch reference for each kernel.
 from . import reference
 from ._dispatch import backend_info
 from .containers import MultiVectors, SparseVectors
+from .muvera import FDE
 from .ops import (dense_dot, hybrid, maxsim, maxsim_topk, reciprocal_rank_fusion, sparse_dot, topk)
+from .retrieval import FDEIndex, retrieve
 
 __version__ = "0.1.0"
 
 __all__ = [
     "MultiVectors", "SparseVectors", "backend_info", "dense_dot", "hybrid", "maxsim", "maxsim_topk",
     "reciprocal_rank_fusion", "reference", "sparse_dot", "topk", "__version__",
+    "FDE", "FDEIndex", "retrieve",
 ]

@@ -1,0 +1,182 @@
+"""First-stage multi-vector retrieval: MUVERA FDE candidates, then exact MaxSim rescoring.
+
+``retrieve(queries, corpus, k)`` = ``FDEIndex(FDE(D), corpus).search(queries, k)``:
+
+1. Documents are encoded once into FDEs ``[N, F]`` (``FDEIndex`` keeps them, so repeated searches and
+   evaluations do not re-encode); queries are encoded per search ``[B, F]``.
+2. Candidates: the top-``candidates`` documents by FDE dot product, computed over blocks of documents
+   with ``fusedscore.dense_dot`` so at most ``max_memory`` bytes of scores exist at once (never the
+   whole ``[B, N]`` when it exceeds the budget), each block's best merged into the running best.
+3. Rerank (``rerank=True``): the exact MaxSim of every (query, candidate) pair in one
+   ``fusedscore.maxsim(mode="pairs", groups=...)`` call per query chunk (queries are chunked only when the
+   gathered candidate tokens exceed ``max_memory``), then the top-``k``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from . import _check as C
+from .containers import MultiVectors
+from .muvera import FDE
+from .ops import DEFAULT_MAX_MEMORY, dense_dot, maxsim
+
+__all__ = ["FDEIndex", "retrieve", "blocked_topk"]
+
+
+def blocked_topk(queries: torch.Tensor, docs: torch.Tensor, k: int, *, max_memory: int | None = None,
+                 backend: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k of the dense scores ``queries @ docs.T`` without holding more than a block of them.
+
+    Args:
+        queries: [B, D] fp32|fp16|bf16.  docs: [N, D], same dtype and device.
+        k: results per query (clipped to N).
+        max_memory: bytes of scores per block (default ``ops.DEFAULT_MAX_MEMORY``).
+    Returns:
+        (scores [B, min(k, N)] float32, indices [B, min(k, N)] int64), best first.
+    """
+    where = "blocked_topk"
+    k = C.check_k(k, where)
+    nq, n = queries.shape[0], docs.shape[0]
+    kk = min(k, n)
+    best_v = torch.empty(nq, 0, dtype=torch.float32, device=docs.device)
+    best_i = torch.empty(nq, 0, dtype=torch.int64, device=docs.device)
+    if nq == 0 or kk == 0:
+        return torch.empty(nq, kk, dtype=torch.float32, device=docs.device), torch.empty(
+            nq, kk, dtype=torch.int64, device=docs.device)
+    block = max(kk, (max_memory or DEFAULT_MAX_MEMORY) // (4 * nq))
+    for s in range(0, n, block):
+        sc = dense_dot(queries, docs[s:s + block], backend=backend)
+        v, i = torch.topk(sc, min(kk, sc.shape[1]), dim=1)
+        best_v = torch.cat([best_v, v], 1)
+        best_i = torch.cat([best_i, i + s], 1)
+        if best_v.shape[1] > kk:
+            best_v, pos = torch.topk(best_v, kk, dim=1)
+            best_i = torch.gather(best_i, 1, pos)
+    return best_v, best_i
+
+
+class FDEIndex:
+    """A corpus of multi-vector documents with their FDEs, searchable by FDE candidates + exact MaxSim.
+
+    Args:
+        fde: the ``FDE`` (its ``dim`` must match the corpus).
+        corpus: N documents: a MultiVectors (or a list of [L_i, D] arrays). Kept by reference for rerank.
+    Attributes:
+        doc_fde: [N, fde.output_dim] float32 on the corpus device.
+    """
+
+    def __init__(self, fde: FDE, corpus: Any):
+        if not isinstance(fde, FDE):
+            raise TypeError(f"FDEIndex: fde must be a fusedscore.muvera.FDE, got {type(fde).__name__}")
+        self.fde = fde
+        self.corpus = MultiVectors.coerce(corpus, "FDEIndex", "corpus")
+        self.doc_fde = fde.encode_documents(self.corpus)
+
+    def __len__(self) -> int:
+        return len(self.corpus)
+
+    def __repr__(self) -> str:
+        return f"FDEIndex(n={len(self)}, {self.fde!r})"
+
+    def candidates_from_fde(self, query_fde: torch.Tensor, n: int, *, max_memory: int | None = None
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+        """FDE top-``n``: (fde scores [B, min(n, N)] float32, indices [B, min(n, N)] int64), best first."""
+        return blocked_topk(query_fde, self.doc_fde, n, max_memory=max_memory)
+
+    def search(self, queries: Any, k: int = 10, *, candidates: int = 100, rerank: bool = True,
+               reduce: str = "sum", max_memory: int | None = None, backend: str | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-``k`` documents per query.
+
+        Args:
+            queries: B queries: a MultiVectors (or list of [Lq_b, D] arrays), dtype and device of the corpus.
+            k: results per query (clipped to N).
+            candidates: FDE candidates per query that are rescored exactly; raised to ``k`` if smaller.
+            rerank: rescore candidates with exact MaxSim (True) or return FDE scores (False).
+            reduce: "sum" (ColBERT) or "mean" (BGE-M3) for the exact MaxSim.
+            max_memory: bytes budget for a block of FDE scores and for the gathered candidate tokens.
+            backend: force the MaxSim backend ("native", "triton", "reference").
+        Returns:
+            (scores [B, min(k, N)] float32, indices [B, min(k, N)] int64 into the corpus), best first.
+            With ``rerank`` the scores are exact MaxSim, else FDE dot products.
+        Raises:
+            ValueError: bad k/candidates, dim mismatch.  TypeError: dtype mismatch.
+        """
+        where = "retrieve"
+        q = MultiVectors.coerce(queries, where, "queries")
+        k = C.check_k(k, where)
+        candidates = C.check_k(candidates, where, "candidates")
+        C.check_reduce(reduce, where)
+        if q.num_tokens and self.corpus.num_tokens and q.dim != self.corpus.dim:
+            raise ValueError(f"{where}: queries must have shape [T, D] with D={self.corpus.dim} to match corpus, got "
+                             f"{tuple(q.values.shape)}")
+        if q.dtype != self.corpus.dtype:
+            raise TypeError(f"{where}: queries must have the corpus dtype ({C.dtype_name(self.corpus.dtype)}), got "
+                            f"{C.dtype_name(q.dtype)}")
+        budget = max_memory or DEFAULT_MAX_MEMORY
+        n = len(self)
+        kk = min(k, n)
+        qf = self.fde.encode_queries(q)
+        if not rerank:
+            return self.candidates_from_fde(qf, kk, max_memory=budget)
+        nc = min(max(candidates, k), n)
+        _, cand = self.candidates_from_fde(qf, nc, max_memory=budget)
+        return self._rerank(q, cand, kk, reduce, budget, backend)
+
+    def _rerank(self, q: MultiVectors, cand: torch.Tensor, k: int, reduce: str, budget: int,
+                backend: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Exact MaxSim of each query's candidates ``cand [B, K]``; one pairs call per query chunk."""
+        nq, nc = cand.shape
+        dev = cand.device
+        out_v = torch.empty(nq, k, dtype=torch.float32, device=dev)
+        out_i = torch.empty(nq, k, dtype=torch.int64, device=dev)
+        if nq == 0 or nc == 0:
+            return out_v, out_i
+        # bytes of gathered candidate tokens per query; chunk queries to keep them under the budget
+        row_bytes = self.corpus.dim * self.corpus.values.element_size()
+        per_q = (self.corpus.lengths.to(dev)[cand].sum(1) * row_bytes).cpu()
+        cum = torch.cumsum(per_q, 0)
+        s = 0
+        while s < nq:
+            base = int(cum[s - 1]) if s else 0
+            e = int(torch.searchsorted(cum, base + budget, right=True))
+            e = min(nq, max(e, s + 1))
+            ci = cand[s:e]
+            docs = self.corpus.select(ci.reshape(-1))
+            groups = torch.arange(0, (e - s) * nc + 1, nc, dtype=torch.int64)
+            sc = maxsim(q.select(torch.arange(s, e, device=q.offsets.device)), docs, mode="pairs", groups=groups,
+                        reduce=reduce, backend=backend).reshape(e - s, nc)
+            v, pos = torch.topk(sc, k, dim=1)
+            out_v[s:e] = v
+            out_i[s:e] = torch.gather(ci, 1, pos)
+            s = e
+        return out_v, out_i
+
+
+def retrieve(queries: Any, corpus: Any, k: int = 10, *, candidates: int = 100, rerank: bool = True,
+             fde: FDE | None = None, reduce: str = "sum", max_memory: int | None = None,
+             backend: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Multi-vector top-k over a corpus: MUVERA FDE candidates, then exact MaxSim rerank.
+
+    Args:
+        queries: B queries, [Lq_b, D] each (MultiVectors or list of arrays), fp32|fp16|bf16.
+        corpus: N documents, [Ld_n, D] each, same dtype and device.
+        k: results per query.  candidates: FDE candidates rescored exactly per query (>= k).
+        rerank: False returns the FDE top-k with FDE scores.
+        fde: the encoder; default ``FDE(D)`` (k_sim=4, dim_proj=16, r_reps=20, seed=0).
+        reduce: "sum" or "mean" MaxSim reduction.  max_memory: bytes budget (see ``FDEIndex.search``).
+    Returns:
+        (scores [B, min(k, N)] float32, indices [B, min(k, N)] int64), best first.
+
+    Encodes the corpus on every call: keep an ``FDEIndex`` to search one corpus repeatedly.
+    """
+    c = MultiVectors.coerce(corpus, "retrieve", "corpus")
+    if fde is None:
+        q = MultiVectors.coerce(queries, "retrieve", "queries")
+        dim = c.dim if c.num_tokens or not q.num_tokens else q.dim
+        fde = FDE(dim)
+    return FDEIndex(fde, c).search(queries, k, candidates=candidates, rerank=rerank, reduce=reduce,
+                                   max_memory=max_memory, backend=backend)

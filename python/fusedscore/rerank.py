@@ -1,0 +1,576 @@
+"""Reranking: score each query's candidate documents with a model (or precomputed embeddings) and sort.
+
+``Reranker(model).rank(query, documents)`` returns ``[{"corpus_id": int, "score": float}]`` sorted by score,
+best first, exactly like sentence-transformers' ``CrossEncoder.rank``. ``rerank_batch`` does the same for
+many queries at once: every query's candidates are encoded together and scored in one kernel call per
+signal (``mode="pairs"`` with ``groups`` offsets), inside a memory budget.
+
+Signals (``mode``):
+- ``"cross"``: a cross-encoder's one logit per (query, document) pair (its own activation applied).
+- ``"dense"``: ``<q, d>`` of one vector per text.
+- ``"sparse"``: ``sum over shared term ids of w_q * w_d`` (SPLADE, BGE-M3 lexical weights).
+- ``"colbert"``: MaxSim ``reduce_i max_j <q_i, d_j>`` with ``reduce="sum"`` for ColBERT/PyLate models and
+  ``reduce="mean"`` (over query tokens) for BGE-M3, as each model's authors score it.
+
+Fusion of several signals (a BGE-M3 mix, or several models):
+- ``fusion="weighted"``: ``sum_s w_s * norm(s) / sum_s w_s`` (a weighted mean, so a BGE-M3 mix with
+  ``normalize="none"`` equals FlagEmbedding's ``colbert+sparse+dense`` score). ``norm`` is per query over
+  its candidates: "none", "minmax", "zscore" or "sigmoid"; one candidate or all-tied candidates map to 1
+  (min-max) / 0 (z-score), never to a collapse below the others.
+- ``fusion="rrf"``: reciprocal-rank fusion ``sum_s w_s / (rrf_k + rank_s)``, ``rrf_k=60``.
+- A document missing from one signal (it scored ``-inf``: no scoreable token) takes the query's worst
+  normalised score in that signal (weighted) or contributes 0 (RRF); missing from every signal -> ``-inf``.
+
+Scores are float32. NaN never reaches a result: a NaN score (a broken model) is ranked last as ``-inf``
+with a ``RuntimeWarning`` saying how many.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from . import _check as C
+from .containers import MultiVectors, SparseVectors
+from .ops import dense_dot, hybrid, maxsim, reciprocal_rank_fusion, sparse_dot
+
+__all__ = ["Reranker", "score_embeddings", "default_max_memory"]
+
+SIGNALS = ("dense", "sparse", "colbert", "cross")
+_FUSIONS = ("weighted", "rrf")
+_NORMS = ("none", "minmax", "zscore", "sigmoid")
+_BGEM3_KEYS = {"dense": "dense_vecs", "sparse": "lexical_weights", "colbert": "colbert_vecs"}
+_FIRST_GUESS_BYTES_PER_CHAR = 4 * 1024  # fp32 x 1024-dim vectors, one token per char: a safe over-estimate
+
+
+def default_max_memory(device: Any = None) -> int:
+    """Default working-set budget in bytes: a quarter of free GPU memory, else min(2 GiB, RAM / 8)."""
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    if dev.type == "cuda" and torch.cuda.is_available():
+        free, _ = torch.cuda.mem_get_info(dev)
+        return max(64 << 20, free // 4)
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: no probe, use the fixed cap
+        ram = 16 << 30
+    return int(min(2 << 30, max(64 << 20, ram // 8)))
+
+
+# ----------------------------------------------------------------------------- model kinds
+def _model_kind(model: Any) -> str:
+    """'cross' | 'bgem3' | 'colbert' | 'splade' | 'dense', by class name first, then by method signature."""
+    names = {c.__name__ for c in type(model).__mro__}
+    for cls_name, kind in (("CrossEncoder", "cross"), ("BGEM3", "bgem3"), ("ColBERT", "colbert"),
+                           ("Splade", "splade"), ("DenseEncoder", "dense")):
+        if cls_name in names:
+            return kind
+    if callable(getattr(model, "predict", None)):
+        return "cross"
+    enc = getattr(model, "encode", None)
+    if callable(enc):
+        params = inspect.signature(enc).parameters
+        if "return_colbert_vecs" in params:
+            return "bgem3"
+        if "as_containers" in params and "is_query" in params:
+            return "colbert"
+        if "is_query" in params:
+            return "splade"
+        return "dense"
+    raise TypeError(f"Reranker: model_or_scorers must be a fusedscore encoder (CrossEncoder, ColBERT, Splade, "
+                    f"DenseEncoder, BGEM3), a model directory, or a dict of them, got {type(model).__name__}")
+
+
+_DEFAULT_MODE = {"cross": ("cross",), "bgem3": ("dense", "sparse", "colbert"), "colbert": ("colbert",),
+                 "splade": ("sparse",), "dense": ("dense",)}
+_ALLOWED = {"cross": {"cross"}, "bgem3": {"dense", "sparse", "colbert"}, "colbert": {"colbert"},
+            "splade": {"sparse"}, "dense": {"dense"}}
+
+
+def _parse_mode(mode: Any, where: str) -> tuple[str, ...]:
+    """"dense" | "sparse+dense" | ["colbert", "dense"] -> a tuple of signal names. A "+"-string lists
+    signals in FlagEmbedding's weight order (dense, sparse, colbert), whatever order it is written in."""
+    if isinstance(mode, str):
+        parts = [p.strip() for p in mode.split("+")]
+        bad = [p for p in parts if p not in SIGNALS]
+        if bad or not parts:
+            raise ValueError(f"{where}: mode must be one of {SIGNALS} or a '+'-joined mix, got {mode!r}")
+        return tuple(s for s in SIGNALS if s in parts)
+    if isinstance(mode, Sequence) and mode and all(isinstance(m, str) for m in mode):
+        bad = [m for m in mode if m not in SIGNALS]
+        if bad or len(set(mode)) != len(mode):
+            raise ValueError(f"{where}: mode must list distinct signals from {SIGNALS}, got {list(mode)!r}")
+        return tuple(mode)
+    raise TypeError(f"{where}: mode must be a str or a list of str, got {type(mode).__name__}")
+
+
+@dataclass
+class _Signal:
+    """One score signal: ``name`` in SIGNALS, produced by ``model`` (None for precomputed embeddings)."""
+    key: str        # unique label in results and weights (signal name, or "<model>:<signal>")
+    name: str       # dense | sparse | colbert | cross
+    model: Any
+    kind: str | None
+    reduce: str = "sum"
+
+
+def _check_cross_encoder(model: Any) -> None:
+    n = getattr(model, "num_labels", None)
+    if n is None:
+        cfg = getattr(model, "config", None) or getattr(getattr(model, "model", None), "config", None)
+        n = getattr(cfg, "num_labels", None)
+    if n is not None and int(n) != 1:
+        raise ValueError(f"Reranker: a cross-encoder must have num_labels == 1 to give one relevance score per "
+                         f"pair, got num_labels={n}; score pairs with model.predict and choose a label yourself")
+
+
+# ----------------------------------------------------------------------------- scoring precomputed embeddings
+def _as_rep(x: Any, where: str, arg: str) -> MultiVectors | SparseVectors | torch.Tensor:
+    if isinstance(x, (MultiVectors, SparseVectors)):
+        return x
+    if isinstance(x, (torch.Tensor, np.ndarray)):
+        if isinstance(x, torch.Tensor) and x.layout != torch.strided:
+            return SparseVectors.from_torch(x)
+        t = C.as_tensor(x, where, arg)
+        if t.dim() == 3:
+            return MultiVectors.from_padded(t)
+        C.check_ndim(t, 2, where, arg, "[N, D] (dense), [N, L, D] (multi-vector)")
+        return t
+    if hasattr(x, "tocsr"):
+        return SparseVectors.from_scipy(x)
+    if isinstance(x, (list, tuple)):
+        if x and isinstance(x[0], Mapping):
+            return SparseVectors.coerce(list(x), where, arg)
+        return MultiVectors.coerce(list(x), where, arg)
+    raise TypeError(f"{where}: {arg} must be a MultiVectors, SparseVectors, a dense [N, D] tensor, a list of "
+                    f"[L_i, D] arrays or a list of dicts, got {type(x).__name__}")
+
+
+def _pair_chunks(groups: torch.Tensor, bytes_per_doc: torch.Tensor, budget: int) -> list[tuple[int, int]]:
+    """Split queries into [start, end) ranges whose candidates' bytes stay within budget (>= 1 query each)."""
+    per_query = torch.zeros(len(groups) - 1, dtype=torch.float64)
+    if bytes_per_doc.numel():
+        cum = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(bytes_per_doc.double(), 0)])
+        per_query = cum[groups[1:]] - cum[groups[:-1]]
+    out, start, acc = [], 0, 0.0
+    for b, cost in enumerate(per_query.tolist()):
+        if b > start and acc + cost > budget:
+            out.append((start, b))
+            start, acc = b, 0.0
+        acc += cost
+    out.append((start, len(per_query)))
+    return out
+
+
+def _rep_bytes_per_doc(d: Any) -> torch.Tensor:
+    if isinstance(d, MultiVectors):
+        return d.lengths.cpu().double() * d.dim * d.values.element_size()
+    if isinstance(d, SparseVectors):
+        return d.lengths.cpu().double() * (4 + d.values.element_size())
+    return torch.full((d.shape[0],), float(d.shape[1] * d.element_size()), dtype=torch.float64)
+
+
+def _score_rep(q: Any, d: Any, groups: torch.Tensor, reduce: str, backend: str | None) -> torch.Tensor:
+    if isinstance(q, MultiVectors):
+        return maxsim(q, d, mode="pairs", groups=groups, reduce=reduce, backend=backend)
+    if isinstance(q, SparseVectors):
+        return sparse_dot(q, d, mode="pairs", groups=groups, backend=backend)
+    return dense_dot(q, d, mode="pairs", groups=groups, backend=backend)
+
+
+def score_embeddings(queries: Any, docs: Any, *, groups: Any = None, reduce: str = "sum",
+                     max_memory: int | None = None, backend: str | None = None) -> torch.Tensor:
+    """Score precomputed embeddings pairwise: query ``b`` against its candidates ``docs[groups[b]:groups[b+1]]``.
+
+    The representation picks the kernel: MultiVectors / a list of [L_i, D] arrays / a [N, L, D] tensor ->
+    MaxSim; SparseVectors / a list of {term: weight} dicts / scipy or torch sparse -> sparse dot; a [N, D]
+    tensor -> dense dot. One kernel call per chunk; chunks keep the candidates of a chunk within
+    ``max_memory`` bytes (default ``default_max_memory(device)``), so a batch that fits is one call.
+
+    Args:
+        queries: B queries.  docs: N candidates, same representation, dtype and device as queries.
+        groups: [B+1] int offsets (may be omitted when B == N: query b with doc b).
+        reduce: MaxSim only: "sum" (ColBERT/PyLate) or "mean" over query tokens (BGE-M3).
+    Returns:
+        [N] float32 scores aligned with docs. An empty multi-vector document scores -inf.
+    """
+    where = "score_embeddings"
+    q, d = _as_rep(queries, where, "queries"), _as_rep(docs, where, "docs")
+    if type(q) is not type(d):
+        raise TypeError(f"{where}: docs must be the same representation as queries ({type(q).__name__}), "
+                        f"got {type(d).__name__}")
+    nq, nd = (q.shape[0] if isinstance(q, torch.Tensor) else len(q)), (d.shape[0] if isinstance(d, torch.Tensor) else len(d))
+    if groups is None:
+        if nq != nd:
+            raise ValueError(f"{where}: groups must be given when len(queries)={nq} != len(docs)={nd}")
+        groups = torch.arange(nq + 1, dtype=torch.int64)
+    g = torch.as_tensor(groups, dtype=torch.int64).cpu()
+    if g.dim() != 1 or g.numel() != nq + 1:
+        raise ValueError(f"{where}: groups must have shape [B+1]=({nq + 1},), got {tuple(g.shape)}")
+    g = C.check_offsets(g, nd, where, "groups")
+    device = d.device
+    budget = max_memory or default_max_memory(device)
+    chunks = _pair_chunks(g, _rep_bytes_per_doc(d), budget)
+    if len(chunks) == 1:
+        return _score_rep(q, d, g, reduce, backend)
+    out = torch.empty(nd, dtype=torch.float32, device=device)
+    for s, e in chunks:
+        lo, hi = int(g[s]), int(g[e])
+        qs, ds = _take(q, torch.arange(s, e)), _take(d, torch.arange(lo, hi))
+        out[lo:hi] = _score_rep(qs, ds, g[s:e + 1] - lo, reduce, backend)
+    return out
+
+
+def _take(x: Any, idx: torch.Tensor) -> Any:
+    if isinstance(x, torch.Tensor):
+        return x[idx.to(x.device)]
+    return x.select(idx)
+
+
+# ----------------------------------------------------------------------------- result lists
+def _to_rows(flat: torch.Tensor, groups: list[int]) -> torch.Tensor:
+    """[N] scores + offsets -> [B, Kmax] with -inf padding (padding is 'missing' for the fusion ops)."""
+    b = len(groups) - 1
+    lens = [groups[i + 1] - groups[i] for i in range(b)]
+    kmax = max(lens, default=0)
+    rows = torch.full((b, kmax), float("-inf"), dtype=torch.float32, device=flat.device)
+    if flat.numel():
+        qi = torch.repeat_interleave(torch.arange(b, device=flat.device), torch.tensor(lens, device=flat.device))
+        pos = torch.arange(flat.numel(), device=flat.device) - torch.tensor(groups[:-1], device=flat.device)[qi]
+        rows[qi, pos] = flat.float()
+    return rows
+
+
+def _from_rows(rows: torch.Tensor, groups: list[int]) -> torch.Tensor:
+    return torch.cat([rows[i, : groups[i + 1] - groups[i]] for i in range(len(groups) - 1)]) if rows.numel() \
+        else torch.zeros(0, dtype=torch.float32)
+
+
+def _drop_nan(flat: torch.Tensor, where: str) -> torch.Tensor:
+    nan = torch.isnan(flat)
+    if bool(nan.any()):
+        warnings.warn(f"{where}: {int(nan.sum())} NaN score(s) (a broken model or input?) ranked last as -inf",
+                      RuntimeWarning, stacklevel=3)
+        flat = torch.where(nan, torch.full_like(flat, float("-inf")), flat)
+    return flat
+
+
+def _rank_one(scores: list[float], top_k: int | None, texts: Sequence[Any] | None) -> list[dict[str, Any]]:
+    """Stable sort (ties keep input order, as sentence-transformers' sorted() does)."""
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])
+    if top_k is not None:
+        order = order[:top_k]
+    out = []
+    for i in order:
+        row: dict[str, Any] = {"corpus_id": i, "score": scores[i]}
+        if texts is not None:
+            row["text"] = texts[i]
+        out.append(row)
+    return out
+
+
+
+# ----------------------------------------------------------------------------- the reranker
+class Reranker:
+    """Rerank candidate documents per query with a model, several models, or precomputed embeddings.
+
+    Args:
+        model_or_scorers: a fusedscore encoder (``CrossEncoder``, ``ColBERT``, ``Splade``, ``DenseEncoder``,
+            ``BGEM3``), a model directory (loaded with ``fusedscore.encoders.load``), a dict
+            ``{label: encoder}`` (or a list) of several to fuse, or None for precomputed embeddings only
+            (see ``from_embeddings``).
+        mode: which signals to score (module docstring): one of "cross", "dense", "sparse", "colbert", a
+            "+"-joined mix ("colbert+sparse+dense", listed in FlagEmbedding's weight order dense, sparse,
+            colbert) or a list. Default: the model's own (BGE-M3: all three). With a dict of models, a
+            dict ``{label: mode}``.
+        weights: one float per signal, in signal order (``signal_keys``), or a dict ``{key: weight}``.
+            Default 1 each. Ignored with a single signal.
+        normalize: per-query normalisation before a weighted fusion: "none", "minmax", "zscore", "sigmoid".
+        fusion: "weighted" (weighted mean) or "rrf" (reciprocal-rank fusion with ``rrf_k``).
+        missing: the normalised score a document missing from one signal takes (None: the query's worst).
+        reduce: MaxSim reduction override, "sum" or "mean" (default: "mean" for BGE-M3, else "sum").
+        max_memory: bytes the embeddings of one chunk of pairs may take (default ``default_max_memory``).
+        device: where scoring runs (embeddings are moved there); default: where the encoder puts them.
+    Raises:
+        ValueError: a bad mode, weights, normalize, fusion, or a cross-encoder with num_labels != 1.
+        TypeError: an object that is not an encoder.
+    """
+
+    def __init__(self, model_or_scorers: Any = None, mode: Any = None, weights: Any = None, normalize: str = "none",
+                 fusion: str = "weighted", *, rrf_k: int = 60, missing: float | None = None,
+                 reduce: str | None = None, max_memory: int | None = None, device: Any = None):
+        where = "Reranker"
+        if normalize not in _NORMS:
+            raise ValueError(f"{where}: normalize must be one of {_NORMS}, got {normalize!r}")
+        if fusion not in _FUSIONS:
+            raise ValueError(f"{where}: fusion must be one of {_FUSIONS}, got {fusion!r}")
+        if reduce is not None:
+            C.check_reduce(reduce, where)
+        if max_memory is not None:
+            C.check_k(max_memory, where, "max_memory")
+        self.rrf_k = C.check_k(rrf_k, where, "rrf_k")
+        self.normalize, self.fusion, self.missing, self.max_memory = normalize, fusion, missing, max_memory
+        self.device = torch.device(device) if device is not None else None
+        if isinstance(model_or_scorers, (str, os.PathLike)):
+            from .encoders import load  # the encoders pull in transformers: import only when needed
+            model_or_scorers = load(os.fspath(model_or_scorers), device=device)
+        self.signals = self._build_signals(model_or_scorers, mode, reduce, where)
+        self.weights = self._parse_weights(weights, where)
+        self._bytes_per_char = float(_FIRST_GUESS_BYTES_PER_CHAR)
+
+    @classmethod
+    def from_embeddings(cls, mode: Any = "colbert", **kwargs: Any) -> "Reranker":
+        """A reranker over precomputed embeddings (``rerank_embeddings``); ``mode`` names the signals."""
+        return cls(None, mode=mode, **kwargs)
+
+    # ------------------------------------------------------------------ construction helpers
+    def _build_signals(self, models: Any, mode: Any, reduce: str | None, where: str) -> list[_Signal]:
+        if models is None:
+            if mode is None:
+                raise ValueError(f"{where}: mode must name the signals when no model is given, got None")
+            return [_Signal(s, s, None, None, reduce or "sum") for s in _parse_mode(mode, where)]
+        if isinstance(models, (list, tuple)):
+            models = {str(i): m for i, m in enumerate(models)}
+        if isinstance(models, Mapping):
+            modes = mode if isinstance(mode, Mapping) else {}
+            if mode is not None and not isinstance(mode, Mapping):
+                raise TypeError(f"{where}: mode must be a dict {{label: mode}} with several models, got {type(mode).__name__}")
+            out = []
+            for label, m in models.items():
+                sigs = self._model_signals(m, modes.get(label), reduce, where)
+                for s in sigs:
+                    s.key = str(label) if len(sigs) == 1 else f"{label}:{s.name}"
+                out += sigs
+            if not out:
+                raise ValueError(f"{where}: model_or_scorers must hold at least one model, got an empty {type(models).__name__}")
+            return out
+        return self._model_signals(models, mode, reduce, where)
+
+    @staticmethod
+    def _model_signals(model: Any, mode: Any, reduce: str | None, where: str) -> list[_Signal]:
+        kind = _model_kind(model)
+        names = _parse_mode(mode, where) if mode is not None else _DEFAULT_MODE[kind]
+        bad = [n for n in names if n not in _ALLOWED[kind]]
+        if bad:
+            raise ValueError(f"{where}: mode must be one of {sorted(_ALLOWED[kind])} for a {type(model).__name__}, "
+                             f"got {bad[0]!r}")
+        if kind == "cross":
+            _check_cross_encoder(model)
+        red = reduce or ("mean" if kind == "bgem3" else "sum")
+        return [_Signal(n, n, model, kind, red) for n in names]
+
+    def _parse_weights(self, weights: Any, where: str) -> list[float]:
+        keys = [s.key for s in self.signals]
+        if weights is None:
+            return [1.0] * len(keys)
+        if isinstance(weights, Mapping):
+            unknown = [k for k in weights if k not in keys]
+            if unknown:
+                raise ValueError(f"{where}: weights keys must be among the signals {keys}, got {unknown[0]!r}")
+            w = [float(weights.get(k, 0.0)) for k in keys]
+        else:
+            w = [float(x) for x in weights]
+            if len(w) != len(keys):
+                raise ValueError(f"{where}: weights must have one entry per signal {keys}, got {len(w)}")
+        if not all(np.isfinite(w)) or any(x < 0 for x in w):
+            raise ValueError(f"{where}: weights must be finite and >= 0, got {w}")
+        if len(w) > 1 and self.fusion == "weighted" and sum(w) <= 0:
+            raise ValueError(f"{where}: weights must have a positive sum for a weighted fusion, got {w}")
+        return w
+
+    @property
+    def signal_keys(self) -> list[str]:
+        """The signals' labels, in the order ``weights`` follow."""
+        return [s.key for s in self.signals]
+
+    # ------------------------------------------------------------------ public API
+    def rank(self, query: str, documents: Sequence[str], top_k: int | None = None, return_documents: bool = False,
+             batch_size: int = 32) -> list[dict[str, Any]]:
+        """Rank ``documents`` for one ``query``: ``[{"corpus_id", "score"(, "text")}]``, best first.
+
+        ``corpus_id`` indexes ``documents``; ties keep input order; duplicates are kept and scored; an
+        empty list gives ``[]``; ``top_k`` larger than the list gives them all.
+        Raises:
+            ValueError: top_k <= 0.  TypeError: documents not a list of str.
+        """
+        return self.rerank_batch([query], [documents], top_k=top_k, return_documents=return_documents,
+                                 batch_size=batch_size)[0]
+
+    def rerank_batch(self, queries: Sequence[str], candidate_lists: Sequence[Sequence[str]], top_k: int | None = None,
+                     return_documents: bool = False, batch_size: int = 32) -> list[list[dict[str, Any]]]:
+        """``rank`` for many queries: every query's candidates are encoded together and scored with one kernel
+        call per signal (per memory-budget chunk). Returns one sorted list per query."""
+        where = "Reranker.rerank_batch"
+        top_k = self._check_top_k(top_k, where)
+        flat, groups = self.score(queries, candidate_lists, batch_size=batch_size)
+        vals = flat.tolist()
+        return [_rank_one(vals[groups[b]:groups[b + 1]], top_k, candidate_lists[b] if return_documents else None)
+                for b in range(len(queries))]
+
+    def score(self, queries: Sequence[str], candidate_lists: Sequence[Sequence[str]], batch_size: int = 32
+              ) -> tuple[torch.Tensor, list[int]]:
+        """Fused scores of every (query, candidate) pair, unsorted.
+
+        Returns:
+            (scores [N] float32 on CPU, groups: B+1 offsets; query b's candidates are scores[groups[b]:groups[b+1]]).
+        """
+        where = "Reranker.score"
+        if any(s.model is None for s in self.signals):
+            raise ValueError(f"{where}: this Reranker has no model (built from embeddings); use rerank_embeddings")
+        queries, cands = self._check_texts(queries, candidate_lists, where)
+        groups = [0]
+        for c in cands:
+            groups.append(groups[-1] + len(c))
+        docs = [d for c in cands for d in c]
+        per_signal: dict[str, list[torch.Tensor]] = {s.key: [] for s in self.signals}
+        budget = self.max_memory or default_max_memory(self.device)
+        start = 0
+        while start < len(queries):
+            end, acc = start, 0.0
+            while end < len(queries):  # greedy chunk of queries whose candidates fit the budget (>= 1 query)
+                cost = sum(len(d) + 1 for d in cands[end]) * self._bytes_per_char
+                if end > start and acc + cost > budget:
+                    break
+                acc += cost
+                end += 1
+            lo, hi = groups[start], groups[end]
+            g = torch.tensor(groups[start:end + 1], dtype=torch.int64) - lo
+            scores, used = self._score_chunk(queries[start:end], docs[lo:hi], g, batch_size)
+            chars = sum(len(d) + 1 for d in docs[lo:hi])
+            if used and chars:  # learn the real embedding size per character for the next chunk
+                self._bytes_per_char = max(1.0, used / chars)
+            for k, v in scores.items():
+                per_signal[k].append(v.detach().float().cpu())
+            start = end
+        flats = {k: torch.cat(v) if v else torch.zeros(0, dtype=torch.float32) for k, v in per_signal.items()}
+        return self._fuse(flats, groups, where), groups
+
+    def rerank_embeddings(self, queries: Any, docs: Any, groups: Any = None, top_k: int | None = None
+                          ) -> list[list[dict[str, Any]]]:
+        """Rerank precomputed embeddings: query ``b`` against ``docs[groups[b]:groups[b+1]]``.
+
+        Args:
+            queries, docs: one representation each (MultiVectors, SparseVectors, dense [N, D], or the forms
+                ``score_embeddings`` takes), or, with several signals, dicts ``{signal_key: representation}``.
+            groups: [B+1] offsets (omit when each query has exactly one candidate).
+        Returns:
+            One list per query of ``{"corpus_id": index within the query's candidates, "score"}``, best first.
+        """
+        where = "Reranker.rerank_embeddings"
+        top_k = self._check_top_k(top_k, where)
+        keys = self.signal_keys
+        if len(keys) == 1 and not isinstance(queries, Mapping):
+            queries, docs = {keys[0]: queries}, {keys[0]: docs}
+        for name, x in (("queries", queries), ("docs", docs)):
+            if not isinstance(x, Mapping) or sorted(x) != sorted(keys):
+                got = sorted(x) if isinstance(x, Mapping) else type(x).__name__
+                raise ValueError(f"{where}: {name} must be a dict with one representation per signal {keys}, got {got}")
+        flats, g = {}, None
+        for s in self.signals:
+            q, d = _as_rep(queries[s.key], where, "queries"), _as_rep(docs[s.key], where, "docs")
+            if self.device is not None:
+                q, d = q.to(self.device), d.to(self.device)
+            nq = q.shape[0] if isinstance(q, torch.Tensor) else len(q)
+            gg = torch.arange(nq + 1) if groups is None else torch.as_tensor(groups, dtype=torch.int64)
+            flats[s.key] = score_embeddings(q, d, groups=gg, reduce=s.reduce, max_memory=self.max_memory).cpu()
+            g = gg.tolist()
+        vals = self._fuse(flats, g, where).tolist()
+        return [_rank_one(vals[g[b]:g[b + 1]], top_k, None) for b in range(len(g) - 1)]
+
+    # ------------------------------------------------------------------ internals
+    @staticmethod
+    def _check_top_k(top_k: Any, where: str) -> int | None:
+        return None if top_k is None else C.check_k(top_k, where, "top_k")
+
+    @staticmethod
+    def _check_texts(queries: Any, cands: Any, where: str) -> tuple[list[str], list[list[str]]]:
+        if isinstance(queries, str) or not isinstance(queries, Sequence):
+            raise TypeError(f"{where}: queries must be a list of str, got {type(queries).__name__}")
+        if isinstance(cands, str) or not isinstance(cands, Sequence) or len(cands) != len(queries):
+            got = len(cands) if isinstance(cands, Sequence) and not isinstance(cands, str) else type(cands).__name__
+            raise ValueError(f"{where}: candidate_lists must hold one list per query ({len(queries)}), got {got}")
+        for i, q in enumerate(queries):
+            if not isinstance(q, str):
+                raise TypeError(f"{where}: queries[{i}] must be a str, got {type(q).__name__}")
+        out = []
+        for i, c in enumerate(cands):
+            if isinstance(c, str) or not isinstance(c, Sequence):
+                raise TypeError(f"{where}: candidate_lists[{i}] must be a list of str, got {type(c).__name__}")
+            for j, d in enumerate(c):
+                if not isinstance(d, str):
+                    raise TypeError(f"{where}: candidate_lists[{i}][{j}] must be a str, got {type(d).__name__}")
+            out.append(list(c))
+        return list(queries), out
+
+    def _score_chunk(self, queries: list[str], docs: list[str], groups: torch.Tensor, batch_size: int
+                     ) -> tuple[dict[str, torch.Tensor], int]:
+        """Encode one chunk (each distinct document text once) and score every signal: one kernel call each."""
+        out: dict[str, torch.Tensor] = {}
+        used = 0
+        if not docs:
+            return {s.key: torch.zeros(0, dtype=torch.float32) for s in self.signals}, 0
+        qidx = torch.repeat_interleave(torch.arange(len(queries)), groups[1:] - groups[:-1])
+        uniq: dict[str, int] = {}
+        didx = torch.tensor([uniq.setdefault(d, len(uniq)) for d in docs], dtype=torch.int64)
+        udocs = list(uniq)
+        by_model: dict[int, list[_Signal]] = {}
+        for s in self.signals:
+            by_model.setdefault(id(s.model), []).append(s)
+        for sigs in by_model.values():
+            model, kind = sigs[0].model, sigs[0].kind
+            if kind == "cross":
+                pairs = [[queries[int(i)], d] for i, d in zip(qidx, docs)]
+                s = np.asarray(model.predict(pairs, batch_size=batch_size), dtype=np.float32)
+                if s.ndim != 1 or s.shape[0] != len(pairs):
+                    raise ValueError(f"Reranker: a cross-encoder must return one score per pair, shape "
+                                     f"[{len(pairs)}], got {s.shape}; num_labels must be 1")
+                out[sigs[0].key] = torch.from_numpy(s)
+                continue
+            names = [s.name for s in sigs]
+            qrep = _encode(model, kind, queries, True, batch_size, names)
+            drep = _encode(model, kind, udocs, False, batch_size, names)
+            for s in sigs:
+                q, d = qrep[s.name], drep[s.name]
+                if len(udocs) != len(docs):
+                    d = _take(d, didx)
+                if self.device is not None:
+                    q, d = q.to(self.device), d.to(self.device)
+                used += int(_rep_bytes_per_doc(d).sum())
+                out[s.key] = _score_rep(q, d, groups.to(d.device), s.reduce, None)
+        return out, used
+
+    def _fuse(self, flats: dict[str, torch.Tensor], groups: list[int], where: str) -> torch.Tensor:
+        keys = self.signal_keys
+        if len(keys) == 1:
+            return _drop_nan(flats[keys[0]].float(), where)
+        rows = [_to_rows(_drop_nan(flats[k].float(), where), groups) for k in keys]
+        if self.fusion == "rrf":
+            fused = reciprocal_rank_fusion(rows, k=self.rrf_k, weights=self.weights)
+        else:
+            fused = hybrid(rows, self.weights, normalize=self.normalize, missing=self.missing) / sum(self.weights)
+        return _from_rows(fused, groups)
+
+    def __repr__(self) -> str:
+        return (f"Reranker(signals={self.signal_keys}, weights={self.weights}, normalize={self.normalize!r}, "
+                f"fusion={self.fusion!r})")
+
+
+def _encode(model: Any, kind: str, texts: list[str], is_query: bool, batch_size: int, names: list[str]) -> dict[str, Any]:
+    """Encode texts with one model into the containers each requested signal scores."""
+    where = "Reranker"
+    if kind == "bgem3":
+        res = model.encode(texts, batch_size=batch_size, return_dense="dense" in names,
+                           return_sparse="sparse" in names, return_colbert_vecs="colbert" in names, as_containers=True)
+        return {n: _as_rep(res[_BGEM3_KEYS[n]], where, _BGEM3_KEYS[n]) for n in names}
+    if kind == "colbert":
+        rep = model.encode(texts, is_query=is_query, batch_size=batch_size, as_containers=True)
+    elif kind == "splade":
+        rep = model.encode(texts, batch_size=batch_size, is_query=is_query)
+    else:
+        rep = model.encode(texts, batch_size=batch_size)
+    return {names[0]: _as_rep(rep, where, "embeddings")}

@@ -13,8 +13,26 @@ from .retrieval import FDEIndex, retrieve
 
 __version__ = "0.1.0"
 
+
+def warmup(**kwargs) -> int:
+    """Compile the common GPU kernel buckets ahead of time (``fusedscore.kernels.warmup``; keyword
+    arguments pass through), so the first call on CUDA pays no compile.
+
+    Returns:
+        The number of warm-up launches; 0 without CUDA, where it is a no-op (nothing to compile, and
+        triton is not even imported).
+    """
+    import torch
+
+    if not torch.cuda.is_available():
+        return 0
+    from . import kernels
+
+    return kernels.warmup(**kwargs)
+
+
 __all__ = [
     "MultiVectors", "SparseVectors", "backend_info", "dense_dot", "hybrid", "maxsim", "maxsim_topk",
     "reciprocal_rank_fusion", "reference", "sparse_dot", "topk", "__version__",
-    "FDE", "FDEIndex", "retrieve",
+    "FDE", "FDEIndex", "retrieve", "warmup",
 ]

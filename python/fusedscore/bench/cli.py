@@ -1,0 +1,198 @@
+"""``fusedscore bench`` and ``fusedscore report``; ``python -m fusedscore.bench`` is ``fusedscore bench``.
+
+    fusedscore bench --quick                  # the kernel benchmark on synthetic data, 1-2 minutes on 2 cores
+    fusedscore bench                          # the full CPU workloads of issue 2 (under ~10 minutes)
+    fusedscore bench --device cuda            # the GPU workloads of issue 3
+    fusedscore bench --sweep --plot figs/     # + throughput-vs-length / vs-batch series and PNGs
+    fusedscore bench --record                 # write benchmarks/results/<date>-<device>-<sha>.json
+    fusedscore report RESULTS.json            # markdown tables of a recorded run
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+__all__ = ["register", "main", "record_path"]
+
+
+def _add_bench_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats (~1-2 minutes on 2 cores)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="run the CPU or the GPU workloads")
+    p.add_argument("--cases", action="append", metavar="SUBSTR",
+                   help="only cases whose name contains SUBSTR (repeatable)")
+    p.add_argument("--impls", metavar="A,B", help="only these implementations (fusedscore always runs)")
+    p.add_argument("--sweep", action="store_true", help="also run the doc-length and batch-size series (for plots)")
+    p.add_argument("--out", metavar="PATH", help="write the results JSON here")
+    p.add_argument("--record", action="store_true",
+                   help="write the results JSON to benchmarks/results/<date>-<device>-<sha>[-quick].json")
+    p.add_argument("--plot", metavar="DIR", help="write PNG figures here (matplotlib)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no tables (for scripts)")
+    p.add_argument("--threads", type=int, metavar="N", help="torch.set_num_threads(N) before running")
+    p.add_argument("--budget", type=float, metavar="S", help="seconds of timed runs per implementation and case")
+    p.add_argument("--list", action="store_true", help="list the cases and implementations, run nothing")
+    p.add_argument("--encoders", action="store_true", help="also run the encoder throughput benchmark")
+    p.add_argument("--encoder-model", metavar="DIR", help="model directory for --encoders")
+    p.add_argument("--rerank", action="store_true", help="also run the end-to-end rerank benchmark")
+
+
+def register(subparsers: Any) -> None:
+    """Add ``bench`` and ``report`` to the ``fusedscore`` command line."""
+    b = subparsers.add_parser("bench", help="benchmark the kernels against baselines and installed peers",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_bench_args(b)
+    b.set_defaults(func=bench_command)
+    r = subparsers.add_parser("report", help="render a recorded bench run (JSON) as markdown")
+    r.add_argument("results", help="a JSON file written by fusedscore bench --out/--record")
+    r.add_argument("--out", metavar="PATH", help="write the markdown here instead of stdout")
+    r.add_argument("--plot", metavar="DIR", help="also write the run's PNG figures here")
+    r.set_defaults(func=report_command)
+
+
+def _slug(s: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", s.lower()).strip("-")
+
+
+def record_path(doc: dict[str, Any], root: str | Path | None = None) -> Path:
+    """``<root>/benchmarks/results/<date>-<device>-<sha>[-quick].json``; root = the git checkout, else cwd."""
+    dev = doc["device"]
+    name = _slug(dev["gpu"]) if dev.get("gpu") else f"cpu-{_slug(dev['cpu'])}-{dev['cpus_usable']}c"
+    sha = doc.get("git", {}).get("sha") or "nogit"
+    suffix = "-quick" if doc.get("options", {}).get("quick") else ""
+    base = Path(root) if root is not None else Path(doc.get("git", {}).get("toplevel") or Path.cwd())
+    return base / "benchmarks" / "results" / f"{doc['date'][:10]}-{name}-{sha}{suffix}.json"
+
+
+def _write_json(doc: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1, default=str, allow_nan=False) + "\n")
+
+
+def _extra(module: str, flag: str, kwargs: dict[str, Any], say: Callable[[str], None]) -> list[dict[str, Any]] | None:
+    """Run ``fusedscore.bench.<module>.run`` (written elsewhere) with the keyword arguments it accepts."""
+    try:
+        mod = importlib.import_module(f"fusedscore.bench.{module}")
+    except ModuleNotFoundError as e:
+        if e.name != f"fusedscore.bench.{module}":
+            raise
+        say(f"{flag}: fusedscore.bench.{module} is not part of this installation; skipped")
+        return None
+    params = inspect.signature(mod.run).parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    return mod.run(**{k: v for k, v in kwargs.items() if takes_any or k in params})
+
+
+def bench_command(args: argparse.Namespace) -> int:
+    import torch
+
+    from . import cases as C
+    from .impls import all_impls
+    from .report import case_table, header_lines, rows_table
+    from .runner import run
+
+    quiet = args.quiet
+    say = (lambda s: None) if quiet else (lambda s: print(s, flush=True))  # noqa: E731
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("bench: --device cuda needs a CUDA GPU and a CUDA build of torch, got none", file=sys.stderr)
+        return 2
+    cases = C.default_cases(args.device, args.quick) + (C.sweep_cases(args.device, args.quick) if args.sweep else [])
+    if args.cases:
+        cases = [c for c in cases if any(s in c.name for s in args.cases)]
+    names = [n.strip() for n in args.impls.split(",")] if args.impls else None
+    impls = all_impls()
+    if names is not None:
+        unknown = sorted(set(names) - {i.name for i in impls})
+        if unknown:
+            print(f"bench: --impls must name known implementations ({', '.join(sorted({i.name for i in impls}))}), "
+                  f"got {', '.join(unknown)}", file=sys.stderr)
+            return 2
+    if args.list:
+        for c in cases:
+            print(f"{c.name:40s} {c.describe()}")
+        dev = "cuda" if args.device == "cuda" else "cpu"
+        print("implementations:", ", ".join(sorted({f"{i.name} ({i.op})" for i in impls if dev in i.devices})))
+        return 0
+    if not cases:
+        print("bench: --cases matched no case (see --list)", file=sys.stderr)
+        return 2
+    from tqdm.auto import tqdm
+
+    def on_case(entry: dict[str, Any], rows: list[dict[str, Any]], doc: dict[str, Any]) -> None:
+        if quiet:
+            return
+        if len(doc["cases"]) == 1:
+            tqdm.write("\n".join(header_lines(doc)) + "\n")
+            if not doc["env"].get("native") and args.device == "cpu":
+                tqdm.write("NOTE: the C++ extension is not built, so the fusedscore rows time the slow reference "
+                           "fallback; build it (pip install --no-build-isolation -e .) for real numbers.\n")
+        tqdm.write("\n".join(case_table(entry, rows)))
+
+    options = {"cases_filter": args.cases, "impls": names, "sweep": args.sweep, "argv": sys.argv[1:]}
+    doc = run(cases, impls=impls, impl_names=names, quick=args.quick, budget_s=args.budget,
+              progress=not quiet, on_case=on_case, options=options)
+    for flag, module, kwargs in (("--encoders", "encoders", {"device": args.device, "quick": args.quick,
+                                                             "model_dir": args.encoder_model}),
+                                 ("--rerank", "rerank", {"device": args.device, "quick": args.quick})):
+        if getattr(args, flag[2:]):
+            rows = _extra(module, flag, kwargs, say)
+            if rows is not None:
+                doc[module] = rows
+                say("\n".join(rows_table(module, rows)))
+    for e in doc["errors"]:
+        print(f"ERROR: {e}", file=sys.stderr)
+    written = []
+    if args.out:
+        written.append(Path(args.out))
+    if args.record:
+        written.append(record_path(doc))
+    for p in written:
+        _write_json(doc, p)
+        say(f"wrote {p}")
+    if args.plot:
+        from .plots import plot
+
+        for p in plot(doc, args.plot):
+            say(f"wrote {p}")
+    return 1 if doc["errors"] else 0
+
+
+def report_command(args: argparse.Namespace) -> int:
+    from .report import render_markdown
+
+    path = Path(args.results)
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        print(f"report: results must be a JSON file written by fusedscore bench, got {path} ({e})", file=sys.stderr)
+        return 2
+    if not isinstance(doc, dict) or "results" not in doc or "cases" not in doc:
+        print(f"report: results must be a fusedscore bench JSON (with 'cases' and 'results'), got {path}",
+              file=sys.stderr)
+        return 2
+    md = render_markdown(doc)
+    if args.out:
+        Path(args.out).write_text(md)
+    else:
+        sys.stdout.write(md)
+    if args.plot:
+        from .plots import plot
+
+        for p in plot(doc, args.plot):
+            print(f"wrote {p}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m fusedscore.bench [bench options]``."""
+    parser = argparse.ArgumentParser(prog="python -m fusedscore.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_bench_args(parser)
+    return bench_command(parser.parse_args(argv))

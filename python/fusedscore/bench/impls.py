@@ -1,0 +1,87 @@
+"""The implementations a benchmark times, and the contract they follow.
+
+An ``Impl`` turns a case's ``Inputs`` into a ready-to-call closure (``prepare``). Preparation converts the
+inputs into the format the implementation's users hold (padded tensors, lists of numpy arrays, dicts,
+scipy matrices, an inverted index) and is not timed: only the scoring call is. ``prepare`` raises
+``Skip`` with a reason when the implementation is not installed or does not apply (a peer missing, an
+op or mode it lacks, a dtype it does not take): the reason is printed and recorded, never hidden.
+
+Slow implementations (Python loops, the padded reference) declare ``max_pairs``; on a larger workload
+they run on a prefix of it (the first queries, or the first documents of a one-query rerank) and their
+time is scaled up by the ratio of scored pairs, which the result row records as ``extrapolated_from``.
+
+The implementations live in per-op modules (``bench/maxsim.py``, ``bench/sparse_dot.py``); ``for_op``
+collects them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from .cases import Inputs
+
+__all__ = ["Impl", "Prepared", "Skip", "for_op", "all_impls"]
+
+
+class Skip(Exception):
+    """This implementation does not run on this case; the message says why."""
+
+
+@dataclass
+class Prepared:
+    """A closure to time, and how to read its result as fp32 scores comparable with fusedscore's.
+
+    Attributes:
+        fn: no-argument call doing the scoring.
+        to_scores: maps fn's return value to a float32 CPU tensor shaped like fusedscore's output on the
+            same inputs (for the agreement check). None: no check (e.g. a top-k result).
+        note: anything a reader must know about this row (formulation, conversions, backend picked).
+        backend: the backend that ran (fusedscore's dispatch choice), if known.
+    """
+
+    fn: Callable[[], Any]
+    to_scores: Callable[[Any], torch.Tensor] | None = None
+    note: str = ""
+    backend: str | None = None
+
+
+@dataclass(frozen=True)
+class Impl:
+    """One implementation of one op.
+
+    Attributes:
+        name: row label ("fusedscore", "torch-packed-gemm", "maxsim-cpu", ...).
+        kind: "fusedscore" (ours), "baseline" (plain torch / scipy), or "peer" (another library).
+        op: the op it implements ("maxsim", "maxsim_topk", "sparse_dot").
+        prepare: Inputs -> Prepared, or raises Skip.
+        devices: where it runs.
+        max_pairs: the most scored pairs it is run on per device kind (None: always the full case).
+    """
+
+    name: str
+    kind: str
+    op: str
+    prepare: Callable[[Inputs], Prepared]
+    devices: tuple[str, ...] = ("cpu", "cuda")
+    max_pairs: dict[str, int] = field(default_factory=dict)
+
+
+def for_op(op: str) -> list[Impl]:
+    """The implementations registered for ``op``, fusedscore first."""
+    return [i for i in all_impls() if i.op == op]
+
+
+def all_impls() -> list[Impl]:
+    from . import maxsim, sparse_dot  # noqa: PLC0415 (the per-op modules import this one)
+
+    return [*maxsim.IMPLS, *sparse_dot.IMPLS]
+
+
+def as_f32_cpu(x: Any) -> torch.Tensor:
+    """Scores of any peer (numpy array, list of floats, tensor) as a float32 CPU tensor."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().float().cpu()
+    return torch.as_tensor(x).float()

@@ -1,0 +1,219 @@
+"""Run cases against implementations and collect one results document (a JSON-able dict).
+
+For each case: build the inputs once, time fusedscore first, then every other implementation on the
+same inputs; check that each agrees with fusedscore's scores; derive GFLOP/s, GB/s, the fraction of
+the machine's roofline floor and fusedscore's speedup over the row (``their time / our time``).
+
+Document layout (``schema`` 1)::
+
+    {"schema", "date", "git": {"sha", "dirty"}, "device": describe_device(), "env": backend_info(),
+     "versions": {...}, "threads": {...}, "options": {...}, "machine": measure_rates(),
+     "cases": [{"name", "op", "mode", "device", "dtype", "describe", "shapes", "sweep", "flops", "bytes",
+                "roofline_ms"}],
+     "results": [{"case", "impl", "kind", "status": "ok"|"skipped"|"error", "note", "backend",
+                  "median_ms", "p20_ms", "p80_ms", "runs", "gflops", "gbps", "roofline_frac",
+                  "fusedscore_speedup", "extrapolated_from", "check", "warnings"}],
+     "errors": [...]}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import importlib.metadata as md
+import platform
+import subprocess
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+
+from .._dispatch import backend_info
+from .cases import Case, Inputs, make_inputs
+from .impls import Impl, Skip, all_impls
+from .machine import describe_device, measure_rates, roofline_s, work
+from .timing import measure, thread_info
+
+__all__ = ["run", "git_info", "versions", "agreement"]
+
+SCHEMA = 1
+_DISTS = ("fusedscore", "torch", "numpy", "scipy", "triton", "transformers", "maxsim-cpu", "pylate", "FlagEmbedding",
+          "sentence-transformers", "flash-maxsim", "late-interaction-kernels", "matplotlib")
+
+
+def git_info() -> dict[str, Any]:
+    """The commit of the checkout this package runs from (None when it is not one, e.g. a wheel)."""
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "-C", str(here), "rev-parse", "--short=10", "HEAD"], capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip() != ""
+        top = subprocess.run(["git", "-C", str(here), "rev-parse", "--show-toplevel"], capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        return {"sha": sha, "dirty": dirty, "toplevel": top}
+    except (OSError, subprocess.SubprocessError):
+        return {"sha": None, "dirty": None, "toplevel": None}
+
+
+def versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in _DISTS:
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def agreement(got: torch.Tensor, expected: torch.Tensor, dtype: str) -> dict[str, Any]:
+    """Does a row's output match fusedscore's? A harness sanity check (wrong inputs, wrong semantics),
+    not a numerics test: tolerance 1e-3 (fp32) or 3e-2 (fp16/bf16) of the largest |score|."""
+    got, expected = got.double().cpu(), expected.double().cpu()
+    if tuple(got.shape) != tuple(expected.shape):
+        return {"ok": False, "max_abs_diff": None,
+                "why": f"shape {tuple(got.shape)} != fusedscore's {tuple(expected.shape)}"}
+    fin = torch.isfinite(expected)
+    if bool((torch.isfinite(got) != fin).any()):
+        return {"ok": False, "max_abs_diff": None, "why": "non-finite scores where fusedscore's are finite (or back)"}
+    if not bool(fin.any()):
+        return {"ok": True, "max_abs_diff": 0.0}
+    diff = float((got[fin] - expected[fin]).abs().max())
+    scale = max(1.0, float(expected[fin].abs().max()))
+    tol = (1e-3 if dtype == "fp32" else 3e-2) * scale
+    return {"ok": diff <= tol, "max_abs_diff": diff, "tol": tol}
+
+
+def _case_entry(case: Case, inp: Inputs, w: dict[str, float], roof: float) -> dict[str, Any]:
+    entry = dataclasses.asdict(case)
+    entry.update(describe=case.describe(), n_pairs=inp.n_pairs, flops=w["flops"], bytes=w["bytes"],
+                 roofline_ms=roof * 1e3)
+    if case.op != "sparse_dot":
+        entry["tokens"] = {"queries": inp.q.num_tokens, "docs": inp.d.num_tokens}
+    else:
+        entry["nnz"] = {"queries": inp.q.nnz, "docs": inp.d.nnz}
+    return entry
+
+
+def _run_impl(impl: Impl, inp: Inputs, dev_kind: str, expected: torch.Tensor | None, w: dict[str, float],
+              roof: float, budget_s: float, slow_scale: float) -> tuple[dict[str, Any], torch.Tensor | None]:
+    """Time one implementation; returns (row, its scores as fp32 CPU or None)."""
+    case = inp.case
+    row: dict[str, Any] = {"case": case.name, "impl": impl.name, "kind": impl.kind, "status": "ok", "note": ""}
+    limit = impl.max_pairs.get(dev_kind)
+    limit = max(1, int(limit * slow_scale)) if limit else None
+    sub, slicer = inp.head(limit) if limit else (inp, lambda t: t)
+    scores = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # recorded into the row and printed; never dropped
+        try:
+            prep = impl.prepare(sub)
+            out = prep.fn()  # the warm-up call; its result is what the agreement check reads
+            if case.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            t = measure(prep.fn, case.device, repeats=case.repeats, budget_s=budget_s, warmup=False)
+            if prep.to_scores is not None:
+                scores = prep.to_scores(out)
+            del out
+        except Skip as e:
+            row.update(status="skipped", note=str(e))
+            return row, None
+        except Exception as e:  # a failing row is reported in the table and in the JSON, not hidden
+            row.update(status="error", note=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+            return row, None
+    msgs = sorted({f"{w_.category.__name__}: {w_.message}" for w_ in caught})
+    if msgs:
+        row["warnings"] = msgs
+    row["note"] = prep.note
+    row["backend"] = prep.backend
+    if sub is not inp:
+        scale = inp.n_pairs / sub.n_pairs
+        t = t.scaled(scale)
+        row["extrapolated_from"] = {"pairs": sub.n_pairs, "of": inp.n_pairs}
+        row["note"] = (f"timed on {sub.n_pairs} of {inp.n_pairs} pairs, scaled x{scale:.3g}; " + row["note"]).rstrip("; ")
+    row.update(median_ms=t.median * 1e3, p20_ms=t.p20 * 1e3, p80_ms=t.p80 * 1e3, runs=t.runs,
+               gflops=(w["flops"] / t.median / 1e9) if w["flops"] else None, gbps=w["bytes"] / t.median / 1e9,
+               roofline_frac=roof / t.median)
+    if scores is not None and expected is not None:
+        row["check"] = agreement(scores, slicer(expected), case.dtype)
+    return row, scores
+
+
+def _impls_for(case: Case, impls: list[Impl], names: set[str] | None) -> list[Impl]:
+    dev_kind = "cuda" if case.device.startswith("cuda") else "cpu"
+    chosen = [i for i in impls if i.op == case.op and dev_kind in i.devices]
+    if names is not None:
+        chosen = [i for i in chosen if i.name in names or i.kind == "fusedscore"]
+    chosen.sort(key=lambda i: i.kind != "fusedscore")  # fusedscore first: the others are checked against it
+    return chosen
+
+
+def run(cases: Iterable[Case], *, impls: list[Impl] | None = None, impl_names: Iterable[str] | None = None,
+        rates: dict[str, Any] | None = None, quick: bool = False, budget_s: float | None = None,
+        progress: bool = True, on_case: Callable[[dict[str, Any], list[dict[str, Any]], dict[str, Any]], None] | None = None,
+        options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run every case; return the results document (see the module docstring).
+
+    Args:
+        cases: the workloads (``cases.default_cases()`` or a test list). All on one device.
+        impls: implementations to consider (default: all registered); each runs on cases of its op/device.
+        impl_names: keep only these (fusedscore always runs: the ratios are relative to it).
+        rates: machine rates (``machine.measure_rates``); measured here when None.
+        quick: also shrinks the prefix that slow implementations (``Impl.max_pairs``) run on, to a quarter.
+        budget_s: seconds of timed runs per implementation and case (default 0.5 quick, 2 full).
+        progress: show a tqdm bar over cases.
+        on_case: called after each case with (case entry, its rows, the document so far), e.g. to print.
+    """
+    cases = list(cases)
+    if not cases:
+        raise ValueError("bench: cases must hold at least one case, got 0")
+    devices = {c.device for c in cases}
+    if len(devices) != 1:
+        raise ValueError(f"bench: cases must all be on one device, got {sorted(devices)}")
+    device = devices.pop()
+    budget = budget_s if budget_s is not None else (0.5 if quick else 2.0)
+    impls = all_impls() if impls is None else impls
+    names = set(impl_names) if impl_names is not None else None
+    doc: dict[str, Any] = {
+        "schema": SCHEMA, "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "git": git_info(), "device": describe_device(device), "env": backend_info(), "versions": versions(),
+        "threads": thread_info(), "options": {"quick": quick, "device": device, "budget_s": budget, **(options or {})},
+        "machine": rates if rates is not None else measure_rates(device, quick), "cases": [], "results": [],
+        "errors": [],
+    }
+    dev_kind = "cuda" if device.startswith("cuda") else "cpu"
+    from tqdm.auto import tqdm
+
+    # disable=None: tqdm draws only on a terminal, so logs and CI output stay free of bar frames
+    bar = tqdm(cases, desc="bench", unit="case", disable=True if not progress else None, leave=False)
+    for case in bar:
+        bar.set_postfix_str(case.name)
+        inp = make_inputs(case)
+        w = work(inp)
+        roof = roofline_s(w, doc["machine"], case.dtype, device)
+        entry = _case_entry(case, inp, w, roof)
+        rows: list[dict[str, Any]] = []
+        expected = None
+        fused_ms = None
+        for impl in _impls_for(case, impls, names):
+            bar.set_postfix_str(f"{case.name}: {impl.name}")
+            row, scores = _run_impl(impl, inp, dev_kind, expected, w, roof, budget, 0.25 if quick else 1.0)
+            if impl.kind == "fusedscore":
+                expected = scores
+                fused_ms = row.get("median_ms")
+                if row["status"] == "error":
+                    doc["errors"].append(f"{case.name}: fusedscore failed: {row['note']}")
+            elif fused_ms and row.get("median_ms"):
+                row["fusedscore_speedup"] = row["median_ms"] / fused_ms
+            rows.append(row)
+        doc["cases"].append(entry)
+        doc["results"].extend(rows)
+        del inp
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+        if on_case is not None:
+            on_case(entry, rows, doc)
+    bar.close()
+    return doc

@@ -1,0 +1,218 @@
+"""The benchmark harness: a tiny in-process run, its JSON document, the ratio maths, the report, the CLI.
+
+No timing assertions: only that the numbers the harness derives follow from the times it measured.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from fusedscore.bench import cli as bench_cli
+from fusedscore.bench import runner
+from fusedscore.bench.cases import Case, make_inputs
+from fusedscore.bench.impls import Impl, Prepared, all_impls
+from fusedscore.bench.machine import roofline_s, work
+from fusedscore.bench.report import render_markdown, render_text
+from fusedscore.bench.timing import _quantile, measure
+
+# fixed machine rates: the roofline numbers below then follow from the case alone
+RATES = {"matmul_gflops": {"fp32": 100.0, "bf16": 400.0}, "copy_gbps": 10.0, "matmul_n": 0, "copy_bytes": 0}
+
+TINY = [  # test-only workloads: every op and mode, a few milliseconds each
+    Case("t/maxsim-all", "maxsim", "all", 3, 7, "fp32", lq=4, ld=(1, 6), dim=8, repeats=3, seed=1),
+    Case("t/maxsim-pairs", "maxsim", "pairs", 2, 3, "fp32", lq=5, ld=(2, 9), dim=16, repeats=3, seed=2),
+    Case("t/maxsim-bf16", "maxsim", "all", 1, 6, "bf16", lq=3, ld=(1, 4), dim=8, repeats=3, seed=3),
+    Case("t/topk", "maxsim_topk", "topk", 2, 9, "fp32", lq=3, ld=(1, 5), dim=8, k=3, repeats=3, seed=4),
+    Case("t/sparse", "sparse_dot", "all", 3, 8, "fp32", vocab=40, q_nnz=4, d_nnz=6, repeats=3, seed=5),
+]
+FAST = {"fusedscore", "torch-reference", "torch-packed-gemm"}
+
+
+def _fast_impls() -> list[Impl]:
+    return [i for i in all_impls() if i.name in FAST]
+
+
+@pytest.fixture(scope="module")
+def doc():
+    return runner.run(TINY, impls=_fast_impls(), rates=RATES, budget_s=0.01, progress=False)
+
+
+def _rows(doc, case):
+    return {r["impl"]: r for r in doc["results"] if r["case"] == case}
+
+
+def test_document_fields(doc):
+    for key in ("schema", "date", "git", "device", "env", "versions", "threads", "options", "machine", "cases",
+                "results", "errors"):
+        assert key in doc, key
+    assert doc["env"]["native"] in (True, False)
+    assert doc["threads"]["torch_threads"] == torch.get_num_threads()
+    assert doc["device"]["kind"] == "cpu" and doc["device"]["cpu"]
+    assert doc["versions"]["torch"] == torch.__version__.split("+")[0] or doc["versions"]["torch"] == torch.__version__
+    assert [c["name"] for c in doc["cases"]] == [c.name for c in TINY]
+    assert doc["errors"] == []
+    json.dumps(doc, allow_nan=False)  # what --out writes: strict JSON, no NaN/Infinity
+
+
+def test_every_fast_impl_ran_and_agrees(doc):
+    for case in TINY:
+        rows = _rows(doc, case.name)
+        assert rows["fusedscore"]["status"] == "ok", rows["fusedscore"]
+        for name, r in rows.items():
+            if r["status"] == "skipped":  # the reference has no top-k
+                assert case.op == "maxsim_topk" and name == "torch-reference", r
+                continue
+            assert r["status"] == "ok", r
+            assert r["p20_ms"] <= r["median_ms"] <= r["p80_ms"]
+            if name != "fusedscore":
+                assert r["check"]["ok"], (case.name, name, r["check"])
+
+
+def test_ratio_and_throughput_maths(doc):
+    for c in doc["cases"]:
+        rows = _rows(doc, c["name"])
+        ours = rows["fusedscore"]["median_ms"]
+        for name, r in rows.items():
+            if r["status"] != "ok":
+                continue
+            assert r["roofline_frac"] == pytest.approx(c["roofline_ms"] / r["median_ms"], rel=1e-9)
+            assert r["gbps"] == pytest.approx(c["bytes"] / (r["median_ms"] / 1e3) / 1e9, rel=1e-9)
+            if c["flops"]:
+                assert r["gflops"] == pytest.approx(c["flops"] / (r["median_ms"] / 1e3) / 1e9, rel=1e-9)
+            if name != "fusedscore":
+                assert r["fusedscore_speedup"] == pytest.approx(r["median_ms"] / ours, rel=1e-12)
+
+
+def test_work_model_counts_unpadded_flops():
+    case = TINY[0]
+    inp = make_inputs(case)
+    lq = sum(t.shape[0] for t in inp.q.to_list())
+    ld = sum(t.shape[0] for t in inp.d.to_list())
+    w = work(inp)
+    assert w["flops"] == 2 * case.dim * lq * ld
+    qb = sum(t.numel() for t in inp.q.to_list()) * 4 + (case.n_queries + 1) * 8
+    db = sum(t.numel() for t in inp.d.to_list()) * 4 + (case.n_docs + 1) * 8
+    assert w["bytes"] == qb + db + case.n_queries * case.n_docs * 4
+    # the floor binds on whichever rate is slower for this workload
+    assert roofline_s(w, RATES, "fp32", "cpu") == max(w["flops"] / 100e9, w["bytes"] / 10e9)
+    pairs = make_inputs(TINY[1])
+    per_doc = sum(TINY[1].lq * t.shape[0] for t in pairs.d.to_list())
+    assert work(pairs)["flops"] == 2 * TINY[1].dim * per_doc
+
+
+def test_slow_impl_runs_on_a_prefix_and_is_scaled():
+    case = Case("t/prefix", "maxsim", "all", 6, 5, "fp32", lq=3, ld=(1, 4), dim=8, repeats=3, seed=9)
+    ref = next(i for i in all_impls() if i.name == "torch-reference" and i.op == "maxsim")
+    capped = Impl("capped-reference", "baseline", "maxsim", ref.prepare, max_pairs={"cpu": 10})
+    fused = next(i for i in all_impls() if i.name == "fusedscore" and i.op == "maxsim")
+    d = runner.run([case], impls=[fused, capped], rates=RATES, budget_s=0.01, progress=False)
+    r = _rows(d, case.name)["capped-reference"]
+    assert r["extrapolated_from"] == {"pairs": 10, "of": 30}  # 2 of 6 queries x 5 docs
+    assert r["check"]["ok"]  # compared with the matching slice of fusedscore's [6, 5] scores
+    assert "scaled x3" in r["note"]
+
+
+def test_disagreeing_impl_is_flagged():
+    case = TINY[0]
+
+    def wrong(inp):
+        return Prepared(lambda: torch.zeros(len(inp.q), len(inp.d)), lambda x: x)
+
+    fused = next(i for i in all_impls() if i.name == "fusedscore" and i.op == "maxsim")
+    d = runner.run([case], impls=[fused, Impl("zeros", "baseline", "maxsim", wrong)], rates=RATES, budget_s=0.01,
+                   progress=False)
+    assert _rows(d, case.name)["zeros"]["check"]["ok"] is False
+    assert "NO" in render_text(d)
+
+
+def test_failing_impl_is_reported_not_raised():
+    def broken(inp):
+        raise KeyError("boom")
+
+    fused = next(i for i in all_impls() if i.name == "fusedscore" and i.op == "maxsim")
+    d = runner.run([TINY[0]], impls=[fused, Impl("broken", "peer", "maxsim", broken)], rates=RATES, budget_s=0.01,
+                   progress=False)
+    r = _rows(d, TINY[0].name)["broken"]
+    assert r["status"] == "error" and "KeyError" in r["note"]
+    assert d["errors"] == []  # only a failing fusedscore row fails the run
+
+
+def test_agreement_rules():
+    exp = torch.tensor([[1.0, float("-inf"), 3.0]])
+    assert runner.agreement(exp.clone(), exp, "fp32")["ok"]
+    assert not runner.agreement(exp + 0.1, exp, "fp32")["ok"]
+    assert not runner.agreement(torch.zeros(1, 3), exp, "fp32")["ok"]  # -inf became finite
+    assert not runner.agreement(exp[:, :2], exp, "fp32")["ok"]  # shape
+
+
+def test_quantile_matches_numpy():
+    xs = sorted([0.3, 0.1, 0.7, 0.2, 0.9, 0.4])
+    for q in (0.2, 0.5, 0.8):
+        assert _quantile(xs, q) == pytest.approx(float(np.quantile(xs, q)))
+    t = measure(lambda: sum(range(100)), repeats=5, budget_s=10.0)
+    assert t.runs == 5 and t.p20 <= t.median <= t.p80
+
+
+def test_report_renders(doc, tmp_path, capsys):
+    md = render_markdown(doc)
+    for c in TINY:
+        assert f"### {c.name}" in md
+    r = _rows(doc, TINY[0].name)["torch-reference"]
+    assert f"{r['fusedscore_speedup']:.2f}x" in md
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(doc))
+    from fusedscore.cli import main
+
+    assert main(["report", str(path)]) == 0
+    assert "### t/maxsim-all" in capsys.readouterr().out
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2]")
+    assert main(["report", str(bad)]) == 2
+    assert "must be a fusedscore bench JSON" in capsys.readouterr().err
+
+
+def test_record_path_names_date_device_sha(doc, tmp_path):
+    p = bench_cli.record_path(doc, root=tmp_path)
+    assert p.parent == tmp_path / "benchmarks" / "results"
+    assert p.name.startswith(doc["date"][:10] + "-cpu-") and p.name.endswith(".json")
+    assert (doc["git"]["sha"] or "nogit") in p.name
+
+
+def test_cli_bench_writes_json(tmp_path, monkeypatch, capsys):
+    from fusedscore.bench import cases as C
+
+    monkeypatch.setattr(C, "default_cases", lambda device="cpu", quick=False: TINY[:2])
+    monkeypatch.setattr(runner, "measure_rates", lambda device, quick=False: RATES)
+    out = tmp_path / "r.json"
+    from fusedscore.cli import main
+
+    assert main(["bench", "--quick", "--quiet", "--budget", "0.01", "--impls", "torch-reference", "--out", str(out)]) == 0
+    d = json.loads(out.read_text())
+    assert {r["impl"] for r in d["results"]} == {"fusedscore", "torch-reference"}
+    assert d["options"]["quick"] is True
+    assert main(["bench", "--impls", "no-such-impl"]) == 2
+    assert "must name known implementations" in capsys.readouterr().err
+
+
+def test_missing_extra_benchmark_says_so():
+    said = []
+    assert bench_cli._extra("no_such_module", "--encoders", {}, said.append) is None
+    assert "not part of this installation" in said[0]
+
+
+def test_plots_written(doc, tmp_path):
+    pytest.importorskip("matplotlib")
+    from fusedscore.bench.plots import plot
+
+    sweep = [Case(f"t/sweep-{L}", "maxsim", "all", 1, 4, "fp32", lq=3, ld=(L, L), dim=8, repeats=3,
+                  sweep={"axis": "doc_len", "value": L}) for L in (2, 4)]
+    d = runner.run(sweep, impls=_fast_impls(), rates=RATES, budget_s=0.01, progress=False)
+    paths = plot(d, tmp_path)
+    assert tmp_path / "throughput_vs_doc_len.png" in paths
+    assert all(p.stat().st_size > 1000 and p.suffix == ".png" for p in paths)
+    assert math.isfinite(d["results"][0]["median_ms"])

@@ -1,0 +1,261 @@
+"""Shared encoder machinery: device and precision, tokenisation with a truncation count, length-sorted batches.
+
+Every encoder runs the same loop:
+
+1. tokenise all texts at once with the fast tokenizer (Rust, parallel), truncating to an explicit
+   ``max_length``; the number of truncated texts is counted from the tokenizer's overflow and reported
+   (``last_truncated`` and one log record on the ``fusedscore.encoders`` logger), never silent;
+2. sort texts by token count (longest first) and cut batches, so a batch pads to its own longest text;
+3. run each batch under ``torch.inference_mode`` (and fp16/bf16 autocast on CUDA; attention is SDPA);
+4. scatter results back to input order.
+
+Device placement of a *model* is chosen here (``resolve_device``); which *kernel* scores the outputs is
+decided in ``fusedscore._dispatch`` as everywhere else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+log = logging.getLogger("fusedscore.encoders")
+
+_HALF = {torch.float16, torch.bfloat16}
+_UNLIMITED = 10**8  # tokenizers store "no limit" as a huge model_max_length (1e30)
+
+
+def resolve_device(device: Any) -> torch.device:
+    """None -> ``cuda`` when available, else ``cpu``; strings and torch.device pass through."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"encoders: device must be a torch device or string like 'cpu'/'cuda:0', got {device!r}") from e
+
+
+def resolve_dtype(dtype: Any, device: torch.device) -> torch.dtype:
+    """Compute dtype: None -> fp16 on CUDA (autocast), fp32 on CPU. fp16/bf16 on CPU is refused: CPU
+    autocast is slower than fp32 for these small encoders and changes numerics for nothing."""
+    if dtype is None:
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, str):
+        dtype = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
+                 "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}.get(dtype, dtype)
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise TypeError(f"encoders: dtype must be float32, float16 or bfloat16, got {dtype!r}")
+    if dtype in _HALF and device.type != "cuda":
+        raise ValueError(f"encoders: dtype {dtype} needs a CUDA device (autocast), got device {device}; use float32 on CPU")
+    return dtype
+
+
+def check_model_dir(path: Any, where: str) -> Path:
+    """An existing directory holding ``config.json``; raises FileNotFoundError / ValueError naming what is missing."""
+    p = Path(os.fspath(path)).expanduser()
+    if not p.exists():
+        raise FileNotFoundError(f"{where}: path must be an existing local model directory, got {str(p)!r} (not found)")
+    if not p.is_dir():
+        raise ValueError(f"{where}: path must be a model directory, got a file {str(p)!r}")
+    if not (p / "config.json").is_file():
+        raise ValueError(f"{where}: {str(p)!r} is not a transformers model directory: config.json is missing")
+    return p
+
+
+def read_json(path: Path, default: Any = None) -> Any:
+    if not path.is_file():
+        return default
+    with open(path, encoding="utf8") as f:
+        return json.load(f)
+
+
+def position_limit(config: Any) -> int | None:
+    """Longest input the position table allows: RoBERTa-style models (positions offset by padding_idx + 1,
+    e.g. XLM-R's 514 -> 512) lose pad_token_id + 1 positions."""
+    n = getattr(config, "max_position_embeddings", None)
+    if not isinstance(n, int) or n <= 0:
+        return None
+    if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert", "xlm-roberta-xl", "mpnet"):
+        n -= (getattr(config, "pad_token_id", 1) or 0) + 1
+    return n
+
+
+def model_limit(tokenizer: Any, config: Any) -> int | None:
+    """min(tokenizer.model_max_length, position limit), ignoring a tokenizer's "unlimited" sentinel."""
+    lims = [position_limit(config)]
+    tm = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tm, int) and 0 < tm < _UNLIMITED:
+        lims.append(tm)
+    lims = [x for x in lims if x is not None]
+    return min(lims) if lims else None
+
+
+def check_texts(texts: Any, where: str) -> list[str]:
+    if isinstance(texts, str):
+        raise TypeError(f"{where}: texts must be a list of str, got a single str; wrap it in a list")
+    if not isinstance(texts, Sequence):
+        texts = list(texts)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"{where}: texts[{i}] must be str, got {type(t).__name__}")
+    return list(texts)
+
+
+def check_batch_size(batch_size: Any, where: str) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+        raise ValueError(f"{where}: batch_size must be a positive int, got {batch_size!r}")
+    return int(batch_size)
+
+
+class Tokenized:
+    """Per-text token ids (special tokens included), token type ids, and the truncation count."""
+
+    __slots__ = ("ids", "type_ids", "lengths", "truncated")
+
+    def __init__(self, ids: list[list[int]], type_ids: list[list[int]] | None, truncated: int):
+        self.ids = ids
+        self.type_ids = type_ids
+        self.lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+        self.truncated = truncated
+
+
+def tokenize(tokenizer: Any, texts: list[str], max_length: int | None, *, pairs: list[str] | None = None,
+             type_ids: bool = False) -> Tokenized:
+    """Tokenise in one fast-tokenizer call, truncating to ``max_length`` tokens (special tokens included;
+    pairs with the ``longest_first`` rule, as sentence-transformers' CrossEncoder). A text counts as
+    truncated when the tokenizer reports overflowing tokens for it."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise TypeError(f"encoders: the tokenizer must be a fast (Rust) tokenizer, got {type(tokenizer).__name__}")
+    if not texts:
+        return Tokenized([], [] if type_ids else None, 0)
+    kw: dict[str, Any] = {"add_special_tokens": True, "return_attention_mask": False, "return_token_type_ids": False}
+    if max_length is not None:
+        kw.update(truncation="longest_first" if pairs is not None else True, max_length=int(max_length))
+    enc = tokenizer(texts, pairs, **kw) if pairs is not None else tokenizer(texts, **kw)
+    encodings = enc.encodings
+    ids = [e.ids for e in encodings]
+    tids = [e.type_ids for e in encodings] if type_ids else None
+    truncated = sum(1 for e in encodings if e.overflowing) if max_length is not None else 0
+    return Tokenized(ids, tids, truncated)
+
+
+def sorted_batches(lengths: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+    """Indices of texts, longest first (stable), cut into batches of ``batch_size``."""
+    order = np.argsort(-lengths, kind="stable")
+    for s in range(0, len(order), batch_size):
+        yield order[s:s + batch_size]
+
+
+def pad_batch(tok: Tokenized, idx: np.ndarray, pad_id: int, device: torch.device, *,
+              width: int | None = None) -> dict[str, torch.Tensor]:
+    """Right-pad the texts ``idx`` to the batch's longest (or ``width``): input_ids, attention_mask
+    [B, L] int64, plus token_type_ids when the tokenisation kept them."""
+    rows = [tok.ids[i] for i in idx]
+    L = max(len(r) for r in rows) if width is None else width
+    ids = np.full((len(rows), L), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), L), dtype=np.int64)
+    types = np.zeros((len(rows), L), dtype=np.int64) if tok.type_ids is not None else None
+    for b, (i, r) in enumerate(zip(idx, rows)):
+        ids[b, :len(r)] = r
+        mask[b, :len(r)] = 1
+        if types is not None:
+            types[b, :len(r)] = tok.type_ids[i]
+    out = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+    if types is not None:
+        out["token_type_ids"] = torch.from_numpy(types)
+    return {k: v.to(device, non_blocking=True) for k, v in out.items()}
+
+
+class EncoderBase:
+    """Common state of every encoder.
+
+    Attributes:
+        model: the transformers module (eval mode, on ``device``, fp32 weights).
+        tokenizer: the fast tokenizer loaded from the directory.
+        device: torch.device the model runs on.
+        dtype: compute dtype: fp32, or fp16/bf16 autocast on CUDA.
+        max_length: default truncation limit in tokens (special tokens included), at most the model's limit.
+        last_truncated: how many texts the last call truncated.
+        show_progress_bar: default for the per-call ``show_progress_bar`` (off in library calls).
+        path: the directory it was loaded from.
+    """
+
+    where = "encoder"
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, *, path: Path, device: Any, dtype: Any,
+                 max_length: int | None):
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.model = model.eval().to(self.device)
+        self.tokenizer = tokenizer
+        self.path = path
+        self.model_max_length = model_limit(tokenizer, getattr(model, "config", None))
+        self.max_length = self._limit(max_length, "max_length") if max_length is not None else self.model_max_length
+        self.last_truncated = 0
+        self.show_progress_bar = False
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(path={str(self.path)!r}, device={self.device}, dtype={self.dtype}, "
+                f"max_length={self.max_length})")
+
+    def _limit(self, max_length: Any, arg: str) -> int | None:
+        """Validate a requested limit and cap it at the model's own (documented: never silently past it)."""
+        if max_length is None:
+            return self.max_length
+        if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)) or max_length < 2:
+            raise ValueError(f"{self.where}: {arg} must be an int >= 2, got {max_length!r}")
+        m = int(max_length)
+        return m if self.model_max_length is None else min(m, self.model_max_length)
+
+    def _report(self, tok: Tokenized, limit: int | None) -> None:
+        self.last_truncated = tok.truncated
+        if tok.truncated:
+            log.warning("%s: truncated %d of %d texts to %s tokens", self.where, tok.truncated, len(tok.ids), limit)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.device.type == "cuda" and self.dtype in _HALF:
+            return torch.autocast("cuda", dtype=self.dtype)
+        return contextlib.nullcontext()
+
+    def _progress(self, batches: list[np.ndarray], show: bool | None, desc: str):
+        show = self.show_progress_bar if show is None else show
+        if not show:
+            return batches
+        from tqdm.auto import tqdm
+
+        return tqdm(batches, desc=desc)
+
+    def to(self, device: Any) -> "EncoderBase":
+        """Move the model (and future outputs) to ``device``; returns self."""
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(None if self.dtype in _HALF and self.device.type != "cuda" else self.dtype,
+                                   self.device)
+        self.model.to(self.device)
+        return self
+
+
+def load_hf(path: Path, cls_name: str, where: str, **kw: Any) -> tuple[torch.nn.Module, Any]:
+    """(model, fast tokenizer) with SDPA attention; ``cls_name`` is a transformers Auto class name."""
+    import transformers
+
+    auto = getattr(transformers, cls_name)
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(str(path))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{where}: {str(path)!r} has no loadable tokenizer (tokenizer.json / tokenizer_config.json): "
+                         f"{e}") from e
+    kw.setdefault("dtype", torch.float32)  # transformers 5 defaults to the checkpoint dtype; we keep fp32 weights
+    try:
+        model = auto.from_pretrained(str(path), attn_implementation="sdpa", **kw)
+    except (ValueError, ImportError) as e:
+        if "sdpa" not in str(e).lower():
+            raise
+        log.info("%s: %s has no SDPA attention, using its default attention (%s)", where, path, e)
+        model = auto.from_pretrained(str(path), **kw)
+    return model, tokenizer

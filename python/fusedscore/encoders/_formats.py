@@ -1,0 +1,164 @@
+"""Directory formats: sentence-transformers ``modules.json`` parsing, Dense projection layers, and ``load``.
+
+Format detection (``detect_format``), first match wins:
+
+1. ``colbert_linear.pt`` or ``sparse_linear.pt`` present              -> "bgem3" (FlagEmbedding)
+2. ``modules.json`` with a pylate module, or a ``config_sentence_transformers.json`` carrying PyLate's
+   keys (``query_prefix``/``query_length``/``document_length``) or ``model_type`` "ColBERT"  -> "colbert"
+3. ``modules.json`` with a SpladePooling / MLMTransformer module, or ``model_type`` "SparseEncoder" -> "splade"
+4. ``modules.json`` with a Pooling module                               -> "dense"
+5. ``config.json`` architectures ``*ForMaskedLM``                        -> "splade"
+6. ``config.json`` architectures ``*ForSequenceClassification``          -> "cross"
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ._base import check_model_dir, read_json
+
+__all__ = ["detect_format", "load", "st_modules", "transformer_dir", "DenseLayer", "load_dense_layers"]
+
+
+def st_modules(path: Path) -> list[dict[str, Any]]:
+    """The ``modules.json`` entries (idx, name, path, type), or [] when absent."""
+    mods = read_json(path / "modules.json", [])
+    if not isinstance(mods, list):
+        raise ValueError(f"encoders: {str(path / 'modules.json')!r} must hold a list of modules, got {type(mods).__name__}")
+    return mods
+
+
+def _kind(module_type: str) -> str:
+    return module_type.rsplit(".", 1)[-1]
+
+
+def transformer_dir(path: Path, mods: list[dict[str, Any]], where: str) -> Path:
+    """Directory of the Transformer (or MLMTransformer) module: the root ("") or e.g. ``0_Transformer``."""
+    for m in mods:
+        if _kind(m.get("type", "")) in ("Transformer", "MLMTransformer"):
+            d = path / m.get("path", "")
+            if not (d / "config.json").is_file():
+                raise ValueError(f"{where}: the Transformer module directory {str(d)!r} has no config.json")
+            return d
+    raise ValueError(f"{where}: {str(path / 'modules.json')!r} must list a Transformer module, got types "
+                     f"{[m.get('type') for m in mods]}")
+
+
+def st_transformer_config(tdir: Path) -> dict[str, Any]:
+    """sentence_bert_config.json (max_seq_length, do_lower_case, ...) of a Transformer module, or {}."""
+    for name in ("sentence_bert_config.json", "sentence_roberta_config.json", "sentence_distilbert_config.json",
+                 "sentence_xlm-roberta_config.json"):
+        cfg = read_json(tdir / name)
+        if cfg is not None:
+            return cfg
+    return {}
+
+
+def _activation(path: str | None, where: str) -> torch.nn.Module:
+    """An activation module from a dotted torch class path (only ``torch.*``: never arbitrary code)."""
+    if not path:
+        return torch.nn.Identity()
+    if not path.startswith("torch."):
+        raise ValueError(f"{where}: activation_function must be a torch.nn class path, got {path!r}")
+    mod, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(mod), name)()
+
+
+class DenseLayer(torch.nn.Module):
+    """sentence-transformers / PyLate ``Dense``: ``act(x W^T + b)`` (+ an optional residual projection)."""
+
+    def __init__(self, cfg: dict[str, Any], state: dict[str, torch.Tensor], where: str):
+        super().__init__()
+        fin, fout = int(cfg["in_features"]), int(cfg["out_features"])
+        self.linear = torch.nn.Linear(fin, fout, bias=bool(cfg.get("bias", True)))
+        self.activation = _activation(cfg.get("activation_function"), where)
+        self.use_residual = bool(cfg.get("use_residual", False))
+        self.residual = torch.nn.Linear(fin, fout, bias=False) if self.use_residual and fin != fout else None
+        missing, unexpected = self.load_state_dict(
+            {k: v for k, v in state.items() if k.startswith(("linear.", "residual."))}, strict=False)
+        if missing:
+            raise ValueError(f"{where}: Dense weights are missing {missing}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.activation(self.linear(x))
+        if self.use_residual:
+            y = y + (self.residual(x) if self.residual is not None else x)
+        return y
+
+
+def _load_state(d: Path, where: str) -> dict[str, torch.Tensor]:
+    if (d / "model.safetensors").is_file():
+        from safetensors.torch import load_file
+
+        return load_file(str(d / "model.safetensors"))
+    if (d / "pytorch_model.bin").is_file():
+        return torch.load(d / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    raise FileNotFoundError(f"{where}: Dense module {str(d)!r} must contain model.safetensors or pytorch_model.bin, "
+                            "found neither")
+
+
+def load_dense_layers(path: Path, mods: list[dict[str, Any]], where: str) -> list[DenseLayer]:
+    """Every ``Dense`` module listed in modules.json, in order."""
+    layers = []
+    for m in mods:
+        if _kind(m.get("type", "")) == "Dense":
+            d = path / m.get("path", "")
+            cfg = read_json(d / "config.json")
+            if cfg is None:
+                raise FileNotFoundError(f"{where}: Dense module {str(d)!r} must contain config.json, which is missing")
+            layers.append(DenseLayer(cfg, _load_state(d, where), where).float().eval())
+    return layers
+
+
+def detect_format(path: Any) -> str:
+    """'bgem3' | 'colbert' | 'splade' | 'dense' | 'cross' for a local model directory (rules in the module doc).
+
+    Raises:
+        FileNotFoundError: path missing.  ValueError: not a model directory, or no rule matches.
+    """
+    where = "encoders.detect_format"
+    p = Path(path).expanduser()
+    if (p / "colbert_linear.pt").is_file() or (p / "sparse_linear.pt").is_file():
+        return "bgem3"
+    mods = st_modules(p) if p.is_dir() else []
+    st_cfg = read_json(p / "config_sentence_transformers.json", {}) if p.is_dir() else {}
+    kinds = {_kind(m.get("type", "")) for m in mods}
+    types = " ".join(m.get("type", "") for m in mods)
+    model_type = st_cfg.get("model_type", "")
+    if mods and ("pylate" in types or model_type == "ColBERT"
+                 or any(k in st_cfg for k in ("query_prefix", "query_length", "document_length"))):
+        return "colbert"
+    if mods and ({"SpladePooling", "MLMTransformer"} & kinds or model_type == "SparseEncoder"):
+        return "splade"
+    if mods and "Pooling" in kinds:
+        return "dense"
+    check_model_dir(p, where)
+    cfg = read_json(p / "config.json", {})
+    archs = cfg.get("architectures") or []
+    if any(a.endswith("ForMaskedLM") for a in archs):
+        return "splade"
+    if any(a.endswith("ForSequenceClassification") for a in archs):
+        return "cross"
+    raise ValueError(f"{where}: cannot tell the format of {str(p)!r}: no colbert_linear.pt/sparse_linear.pt, no "
+                     f"modules.json with Pooling/Dense/SpladePooling modules, and architectures {archs} is neither "
+                     "*ForMaskedLM nor *ForSequenceClassification")
+
+
+def load(path: Any, **kw: Any):
+    """Load a local model directory with the encoder its format calls for (see ``detect_format``).
+
+    Keyword arguments go to that class's ``from_pretrained`` (device, dtype, max_length, ...).
+    """
+    from .bgem3 import BGEM3
+    from .colbert import ColBERT
+    from .cross import CrossEncoder
+    from .dense import DenseEncoder
+    from .splade import Splade
+
+    cls = {"bgem3": BGEM3, "colbert": ColBERT, "splade": Splade, "dense": DenseEncoder,
+           "cross": CrossEncoder}[detect_format(path)]
+    return cls.from_pretrained(path, **kw)

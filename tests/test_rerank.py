@@ -229,6 +229,9 @@ def test_bad_texts_and_options():
 def test_cross_encoder_num_labels_and_shape():
     with pytest.raises(ValueError, match="cross-encoder must have num_labels == 1 .* got num_labels=3"):
         Reranker(CrossEncoder(num_labels=3))
+    picked = CrossEncoder(num_labels=3)
+    picked.label_index = 1  # the encoders' choice of one label column: then ranking is well defined
+    assert Reranker(picked).signal_keys == ["cross"]
     r = Reranker(CrossEncoder(num_labels=None, two_d=True))
     with pytest.raises(ValueError, match="must return one score per pair, shape \\[2\\], got \\(2, 2\\)"):
         r.rank("q", ["a", "b"])
@@ -340,17 +343,18 @@ def test_real_cross_encoder_matches_sentence_transformers_rank(tmp_path):
 
 
 @pytest.mark.encoders
-def test_real_colbert_matches_pylate_rerank(tmp_path):
+def test_real_colbert_matches_pylate_scoring(tmp_path):
+    """pylate 1.6 cannot load models under sentence-transformers 6, so its scoring step (rank.rerank) runs on
+    our encoder's embeddings, one document per call (pylate zero-pads documents, and a zero pad may win
+    the max for random weights: the documented difference)."""
     enc = pytest.importorskip("fusedscore.encoders")
-    pylate = pytest.importorskip("pylate")
+    rank = pytest.importorskip("pylate.rank")
     from _tiny_models import TEXTS, build_colbert
 
-    path = build_colbert(tmp_path / "colbert")
-    docs = [t for t in TEXTS[1:] if t.strip(" ?!.")]  # punctuation-only docs are all skiplist tokens
-    ours = Reranker(enc.ColBERT.from_pretrained(str(path))).rank(TEXTS[0], docs)
-    m = pylate.models.ColBERT(str(path), device="cpu")
-    qe = m.encode([TEXTS[0]], is_query=True)
-    de = m.encode(docs, is_query=False)
-    peer = pylate.rank.rerank([list(range(len(docs)))], qe, [de])[0]
-    assert [x["corpus_id"] for x in ours] == [x["id"] for x in peer]
-    assert np.allclose([x["score"] for x in ours], [x["score"] for x in peer], rtol=1e-4, atol=1e-4)
+    model = enc.ColBERT.from_pretrained(str(build_colbert(tmp_path / "colbert")))
+    docs = TEXTS[1:]
+    ours = Reranker(model).rank(TEXTS[0], docs)
+    qe = model.encode([TEXTS[0]], is_query=True)
+    de = model.encode(docs, is_query=False)
+    peer = [rank.rerank([[i]], qe, [[d]])[0][0]["score"] for i, d in enumerate(de)]
+    _check_ranked(ours, peer)

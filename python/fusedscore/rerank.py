@@ -124,9 +124,9 @@ def _check_cross_encoder(model: Any) -> None:
     if n is None:
         cfg = getattr(model, "config", None) or getattr(getattr(model, "model", None), "config", None)
         n = getattr(cfg, "num_labels", None)
-    if n is not None and int(n) != 1:
+    if n is not None and int(n) != 1 and getattr(model, "label_index", None) is None:
         raise ValueError(f"Reranker: a cross-encoder must have num_labels == 1 to give one relevance score per "
-                         f"pair, got num_labels={n}; score pairs with model.predict and choose a label yourself")
+                         f"pair, got num_labels={n}; load it with label_index=<column> to rank by one label")
 
 
 # ----------------------------------------------------------------------------- scoring precomputed embeddings

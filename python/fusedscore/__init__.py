@@ -10,6 +10,11 @@ from .containers import MultiVectors, SparseVectors
 from .muvera import FDE
 from .ops import (dense_dot, hybrid, maxsim, maxsim_topk, reciprocal_rank_fusion, sparse_dot, topk)
 from .retrieval import FDEIndex, retrieve
+from .rerank import Reranker, score_embeddings
+# the PyLate-style function takes the name `fusedscore.rerank`; the module stays importable as
+# `from fusedscore.rerank import Reranker` / `importlib.import_module("fusedscore.rerank")`
+from .compat import (colbert_score, compute_lexical_matching_score, compute_score, rerank, similarity,
+                     similarity_pairwise)
 
 __version__ = "0.1.0"
 
@@ -35,4 +40,6 @@ __all__ = [
     "MultiVectors", "SparseVectors", "backend_info", "dense_dot", "hybrid", "maxsim", "maxsim_topk",
     "reciprocal_rank_fusion", "reference", "sparse_dot", "topk", "__version__",
     "FDE", "FDEIndex", "retrieve", "warmup",
+    "Reranker", "score_embeddings", "colbert_score", "compute_lexical_matching_score", "compute_score", "rerank",
+    "similarity", "similarity_pairwise",
 ]

@@ -20,6 +20,9 @@ import torch
 MAX_ROWS = 128        # query-token rows per MaxSim tile (QG queries x LQ token slots)
 MAX_BLOCK_K = {torch.float16: 128, torch.bfloat16: 128, torch.float32: 64}  # embedding-dim chunk
 MIN_DOT = 16          # tl.dot needs every tile dimension >= 16
+# Stated, not left to Triton's default (which changes in 3.10 and warns while unset): fused multiply-add
+# in the sparse accumulation and the score arithmetic (one rounding instead of two).
+FP_FUSION = True
 
 
 def next_pow2(x: int) -> int:

@@ -207,7 +207,7 @@ def _launch(q: _Side, d: _Side, query_index: torch.Tensor | None, reduce: str, o
             HAS_QMASK=q.has_mask, HAS_DMASK=d.has_mask,
             QG=cfg.QG, LQ=cfg.LQ, BLOCK_D=cfg.BLOCK_D, BLOCK_K=cfg.BLOCK_K, ONE_K=cfg.ONE_K,
             UPCAST=upcast, INPUT_PRECISION="ieee" if upcast else precision,
-            num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+            num_warps=cfg.num_warps, num_stages=cfg.num_stages, enable_fp_fusion=bk.FP_FUSION,
         )
 
 

@@ -145,6 +145,6 @@ def sparse_dot(q: Any, d: Any, query_index: torch.Tensor | None = None, *,
         _sparse_dot_kernel[(c * num_groups,)](
             d.indices, d.values, d.offsets, keys, vals, qidx, o,
             b, ts, shift, max_probes, s, n, num_groups,
-            PAIRED=paired, QB=cfg.QB, BLOCK_T=cfg.BLOCK_T, num_warps=cfg.num_warps,
+            PAIRED=paired, QB=cfg.QB, BLOCK_T=cfg.BLOCK_T, num_warps=cfg.num_warps, enable_fp_fusion=bk.FP_FUSION,
         )
     return out

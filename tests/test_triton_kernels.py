@@ -9,6 +9,9 @@ the cast tensors go to both the kernel and the reference.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import textwrap
 
 import pytest
 import torch
@@ -324,3 +327,58 @@ def test_warmup_is_a_no_op_without_cuda(monkeypatch):
 def test_warmup_launches_run(device):
     _need(device)
     assert K.compile_buckets(device, (torch.float16,), (16,), (4,), (torch.float32,)) == 4 + 2
+
+
+# ----------------------------------------------------------------------------- GPU lowering without a GPU
+_AOT = textwrap.dedent("""
+    import importlib, sys
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    import torch
+    ms = importlib.import_module("fusedscore.kernels.maxsim")
+    sp = importlib.import_module("fusedscore.kernels.sparse_dot")
+    bk = importlib.import_module("fusedscore.kernels._buckets")
+
+    def build(fn, types, consts, opts, div16):
+        sig = {n: ("constexpr" if n in consts else types[n]) for n in fn.arg_names}
+        attrs = {(fn.arg_names.index(n),): [["tt.divisibility", 16]] for n in div16}
+        src = ASTSource(fn=fn, signature=sig, constexprs=consts, attrs=attrs)
+        return triton.compile(src, target=GPUTarget("cuda", int(sys.argv[1]), 32),
+                              options=dict(opts, enable_fp_fusion=bk.FP_FUSION)).asm["ptx"]
+
+    i32 = dict.fromkeys(["B", "n0", "D", "stride_q", "stride_d", "q_lpad", "d_lpad", "out_stride", "num_groups",
+                         "TS", "shift", "max_probes"], "i32")
+    ptrs = dict(q_ptr="*fp16", q_off_ptr="*i64", q_len_ptr="*i64", q_mask_ptr="*i64", d_ptr="*fp16",
+                d_off_ptr="*i64", d_len_ptr="*i64", d_mask_ptr="*i64", qidx_ptr="*i64", out_ptr="*fp32",
+                d_idx_ptr="*i32", d_val_ptr="*fp32", keys_ptr="*i32", vals_ptr="*fp32")
+    types = dict(i32, **ptrs)
+    div16 = list(ptrs) + ["D", "stride_q", "stride_d"]  # what the JIT specialises for D = 128
+    for paired in (True, False):  # the rerank hot path and the all-pairs / top-k path, ColBERT shapes
+        c = bk.maxsim_config(32, 128, torch.float16, 1000, paired)
+        consts = dict(PAIRED=paired, MEAN=False, PADDED_Q=False, PADDED_D=False, HAS_QMASK=False,
+                      HAS_DMASK=False, QG=c.QG, LQ=c.LQ, BLOCK_D=c.BLOCK_D, BLOCK_K=c.BLOCK_K, ONE_K=c.ONE_K,
+                      UPCAST=False, INPUT_PRECISION="tf32")
+        ptx = build(ms._maxsim_kernel, types, consts, dict(num_warps=c.num_warps, num_stages=c.num_stages),
+                    [n for n in div16 if n in ms._maxsim_kernel.arg_names])
+        print("maxsim", paired, "mma" in ptx)
+    c = bk.sparse_config(1000, 200, False)
+    ptx = build(sp._sparse_dot_kernel, types, dict(PAIRED=False, QB=c.QB, BLOCK_T=c.BLOCK_T),
+                dict(num_warps=c.num_warps), [n for n in ptrs if n in sp._sparse_dot_kernel.arg_names])
+    print("sparse", ".entry" in ptx)
+""")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="with a GPU the kernels compile and run in the tests above")
+@pytest.mark.parametrize("arch", [90])
+def test_kernels_lower_to_ptx_without_a_gpu(arch):
+    """The interpreter never runs Triton's GPU compiler; this does (TTIR -> TTGIR -> PTX -> cubin for sm_90),
+    so a kernel that type-checks under the interpreter but cannot be lowered for the GPU fails CI."""
+    import triton.backends
+
+    if "nvidia" not in triton.backends.backends:
+        pytest.skip("this triton build has no NVIDIA backend")
+    env = dict(os.environ, TRITON_INTERPRET="0")
+    res = subprocess.run([sys.executable, "-c", _AOT, str(arch)], env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.split() == ["maxsim", "True", "True", "maxsim", "False", "True", "sparse", "True"], res.stdout

@@ -216,3 +216,20 @@ def test_plots_written(doc, tmp_path):
     assert tmp_path / "throughput_vs_doc_len.png" in paths
     assert all(p.stat().st_size > 1000 and p.suffix == ".png" for p in paths)
     assert math.isfinite(d["results"][0]["median_ms"])
+
+
+@pytest.mark.peers
+def test_peer_adapters_agree_with_fusedscore():
+    """Every installed peer, on small but realistic shapes (so PyLate's zero-padding semantics agree):
+    its row runs and its scores match fusedscore's. A peer that is not installed is a skipped row."""
+    cases = [Case("p/all", "maxsim", "all", 2, 6, "fp32", lq=8, ld=(16, 40), dim=32, repeats=3, seed=21),
+             Case("p/pairs", "maxsim", "pairs", 2, 4, "fp32", lq=8, ld=(16, 40), dim=32, repeats=3, seed=22),
+             Case("p/sparse", "sparse_dot", "all", 3, 10, "fp32", vocab=200, q_nnz=8, d_nnz=20, repeats=3, seed=23)]
+    d = runner.run(cases, rates=RATES, budget_s=0.01, progress=False)
+    for r in d["results"]:
+        if r["status"] == "skipped":
+            assert "not installed" in r["note"] or "all-pairs only" in r["note"], r
+            continue
+        assert r["status"] == "ok", r
+        if r["impl"] != "fusedscore":
+            assert r["check"]["ok"], r

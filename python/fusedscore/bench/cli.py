@@ -138,9 +138,9 @@ def bench_command(args: argparse.Namespace) -> int:
     options = {"cases_filter": args.cases, "impls": names, "sweep": args.sweep, "argv": sys.argv[1:]}
     doc = run(cases, impls=impls, impl_names=names, quick=args.quick, budget_s=args.budget,
               progress=not quiet, on_case=on_case, options=options)
-    for flag, module, kwargs in (("--encoders", "encoders", {"device": args.device, "quick": args.quick,
-                                                             "model_dir": args.encoder_model}),
-                                 ("--rerank", "rerank", {"device": args.device, "quick": args.quick})):
+    common = {"device": args.device, "quick": args.quick, "budget_s": args.budget}
+    for flag, module, kwargs in (("--encoders", "encoders", {**common, "model_dir": args.encoder_model}),
+                                 ("--rerank", "rerank", common)):
         if getattr(args, flag[2:]):
             rows = _extra(module, flag, kwargs, say)
             if rows is not None:

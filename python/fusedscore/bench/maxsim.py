@@ -13,7 +13,7 @@
   backend, on padded tensors), FlagEmbedding (``M3Embedder.colbert_score`` per pair, rescaled from its
   mean to a sum for the check), sentence-transformers (``util.maxsim`` / ``maxsim_pairwise`` on lists),
   flash-maxsim (``flash_maxsim_rerank`` on packed docs, per query), late-interaction-kernels
-  (``autograd.maxsim`` on padded tensors; the 4-D candidate layout for paired mode).
+  (``maxsim_varlen`` / ``score_pairs_packed`` on the packed tokens).
 """
 
 from __future__ import annotations
@@ -343,23 +343,28 @@ def _flash_maxsim(inp: Inputs) -> Prepared:
 
 
 def _lik(inp: Inputs) -> Prepared:
+    """Its packed (ragged) entry points, which take our layout as it is: ``maxsim_varlen`` for all-pairs,
+    ``score_pairs_packed`` for (query, candidate) pairs."""
     _no_topk(inp, "late-interaction-kernels")
-    lik = _require("late_interaction_kernels.autograd", "late-interaction-kernels")
-    dp, dm = _padded(inp)
-    qp = _q_padded(inp)
+    lik = _require("late_interaction_kernels", "late-interaction-kernels")
+    q, d = inp.q, inp.d
+    cq, cd = q.offsets.to(torch.int32), d.offsets.to(torch.int32)
+    mq, md = q.max_length, d.max_length
     if inp.groups is None:
         def run() -> Any:
             with torch.no_grad():
-                return lik.maxsim(qp, dp, d_mask=dm)
-    else:
-        B, C = len(inp.q), inp.case.n_docs
-        dp4, dm4 = dp.view(B, C, dp.shape[1], -1), dm.view(B, C, -1)
+                return lik.maxsim_varlen(q.values, d.values, cq, cd, mq, md)
 
-        def run() -> Any:
-            with torch.no_grad():
-                return lik.maxsim(qp, dp4, d_mask=dm4).reshape(-1)
+        return Prepared(run, as_f32_cpu, note="maxsim_varlen on the packed tokens")
+    pq = _query_index(inp).to(torch.int32)
+    pd = torch.arange(len(d), dtype=torch.int32, device=d.device)
+    from late_interaction_kernels.score_pairs import score_pairs_packed
 
-    return Prepared(run, as_f32_cpu, note="autograd.maxsim on padded tensors with a bool mask")
+    def run_pairs() -> Any:
+        with torch.no_grad():
+            return score_pairs_packed(q.values, d.values, cq, cd, pq, pd, max_seqlen_q=mq, max_seqlen_d=md)
+
+    return Prepared(run_pairs, as_f32_cpu, note="score_pairs_packed on the packed tokens")
 
 
 _SLOW_CPU = {"cpu": 20_000}

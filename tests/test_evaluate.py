@@ -293,3 +293,44 @@ def test_trec_dl19_bm25_matches_the_published_ndcg():
     data = load_dataset(SHARED / "trec-dl" / "dl19")
     row = Evaluator(data, {}, EvalOptions(quiet=True), run_file="bm25").evaluate(["run"])[0]
     assert row["nDCG@10"] == pytest.approx(0.5058, abs=1e-4) and row["queries"] == 43
+
+
+# ---------------------------------------------------------------------------- real encoders, tiny models
+@pytest.mark.encoders
+def test_cli_with_tiny_models_end_to_end(tmp_path, capsys):
+    pytest.importorskip("fusedscore.encoders", reason="the encoders are not available")
+    import _tiny_models as tm
+    from fusedscore.encoders import DenseEncoder
+
+    docs = [{"_id": f"c{i}", "text": t} for i, t in enumerate(tm.CORPUS)]
+    queries = [{"_id": "a", "text": "capital of France"}, {"_id": "b", "text": "sparse retrieval terms"},
+               {"_id": "c", "text": "fox and dog"}]
+    qrels = [("a", "c4", 1), ("b", "c3", 1), ("c", "c0", 1), ("c", "c1", 1)]
+    data = _write_beir(tmp_path / "beir", docs, queries, qrels)
+    dense, splade = tm.build_dense(tmp_path / "dense"), tm.build_splade(tmp_path / "splade")
+    colbert, cross = tm.build_colbert(tmp_path / "colbert"), tm.build_cross_encoder(tmp_path / "cross")
+    out = tmp_path / "res.json"
+    argv = ["eval", "--data", str(data), "--model", str(dense), "--sparse-model", str(splade), "--multi-model",
+            str(colbert), "--rerank-model", str(cross), "--mode", "dense,sparse,hybrid,muvera,colbert",
+            "--mode", "rerank", "--first-stage", "sparse", "--candidates", "8", "--output", str(out), "--quiet",
+            "--cache", str(tmp_path / "cache")]
+    assert cli_main(argv) == 0
+    rows = {r["mode"]: r for r in json.loads(out.read_text())["rows"]}
+    assert list(rows) == ["dense", "sparse", "hybrid-rrf", "muvera", "colbert", "rerank(sparse)"]
+    # the dense row against a brute-force ranking of the same encoder's vectors
+    enc = DenseEncoder.from_pretrained(dense)
+    qv, dv = enc.encode([q["text"] for q in queries]), enc.encode([d["text"] for d in docs])
+    sc = (qv.double() @ dv.double().T).tolist()
+    run = {q["_id"]: {d["_id"]: s for d, s in zip(docs, row)} for q, row in zip(queries, sc)}
+    want = compute_metrics({q: {d: g for qq, d, g in qrels if qq == q} for q in "abc"}, run)
+    for m in ("nDCG@10", "MRR@10", "R@100"):
+        assert rows["dense"][m] == pytest.approx(want[m], abs=1e-4), m
+    # every document is a MUVERA candidate (8 >= 8 docs): the exact MaxSim ranking
+    assert {m: rows["muvera"][m] for m in ("nDCG@10", "MRR@10")} == {m: rows["colbert"][m] for m in ("nDCG@10", "MRR@10")}
+    assert any((tmp_path / "cache").glob("dense-corpus-*.pt"))
+    # a second run reads the cached encodings and gives the same table
+    assert cli_main(argv) == 0
+    assert [r["nDCG@10"] for r in json.loads(out.read_text())["rows"]] == [r["nDCG@10"] for r in rows.values()]
+    # a bi-encoder directory as --multi-model: its token vectors
+    assert cli_main(["eval", "--data", str(data), "--multi-model", str(dense), "--mode", "muvera", "--quiet"]) == 0
+    assert "| muvera |" in capsys.readouterr().out

@@ -165,6 +165,29 @@ def _cat(parts: list[Any]) -> Any:
                          parts[0].vocab_size, check_finite=False)
 
 
+def _save_rep(rep: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(rep, torch.Tensor):
+        obj = {"kind": "dense", "values": rep.cpu()}
+    elif isinstance(rep, MultiVectors):
+        obj = {"kind": "multi", "values": rep.values.cpu(), "offsets": rep.offsets.cpu()}
+    else:
+        obj = {"kind": "sparse", "indices": rep.indices.cpu(), "values": rep.values.cpu(), "offsets": rep.offsets.cpu(),
+               "vocab_size": rep.vocab_size}
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)  # a crash mid-write never leaves a truncated cache file under the real name
+
+
+def _load_rep(path: Path) -> Any:
+    obj = torch.load(path, weights_only=True)
+    if obj["kind"] == "dense":
+        return obj["values"]
+    if obj["kind"] == "multi":
+        return MultiVectors(obj["values"], obj["offsets"], check_finite=False)
+    return SparseVectors(obj["indices"], obj["values"], obj["offsets"], int(obj["vocab_size"]), check_finite=False)
+
+
 # ---------------------------------------------------------------------------- the evaluator
 @dataclass
 class EvalOptions:
@@ -183,6 +206,7 @@ class EvalOptions:
     chunk: int = 512                 # texts per encode call (the progress bar's step)
     max_memory: int | None = None
     fde: dict = field(default_factory=dict)  # FDE keyword arguments (k_sim, dim_proj, r_reps, seed)
+    cache: str | None = None         # directory of saved encodings (keyed by model, role, side and texts)
     quiet: bool = False
 
 
@@ -229,12 +253,32 @@ class Evaluator:
                 [self.data.corpus[d] for d in self.doc_ids]
             step = max(1, self.opt.chunk)
             t0 = time.perf_counter()
-            parts = [encode(model, role, texts[s:s + step], is_query=side == "queries", batch_size=self.opt.batch_size)
-                     for s in self._progress(range(0, len(texts), step), f"encode {role} {side}",
-                                             total=math.ceil(len(texts) / step))]
+            parts = []
+            for s in self._progress(range(0, max(1, len(texts)), step), f"encode {role} {side}",
+                                    total=max(1, math.ceil(len(texts) / step))):
+                chunk = texts[s:s + step]
+                path = self._cache_path(model, role, side, chunk)  # per chunk: an interrupted run resumes
+                if path is not None and path.is_file():
+                    parts.append(_load_rep(path))
+                    continue
+                parts.append(encode(model, role, chunk, is_query=side == "queries", batch_size=self.opt.batch_size))
+                if path is not None:
+                    _save_rep(parts[-1], path)
             self.encode_seconds[f"{role}/{side}"] = round(time.perf_counter() - t0, 3)
-            self._reps[key] = _cat(parts) if parts else None
+            self._reps[key] = _cat(parts)
         return self._reps[key]
+
+    def _cache_path(self, model: Any, role: str, side: str, texts: list[str]) -> Path | None:
+        """Where the encodings of ``texts`` (one chunk) by ``model`` for ``role`` are cached (None: no cache).
+        The key covers the model's repr (path, device, dtype, max_length), the role, the side and every text."""
+        if not self.opt.cache:
+            return None
+        import hashlib
+
+        h = hashlib.sha1(f"{type(model).__name__}|{model!r}|{role}|{side}|".encode())
+        for t in texts:
+            h.update(t.encode("utf-8") + b"\0")
+        return Path(self.opt.cache) / f"{role}-{side}-{h.hexdigest()[:16]}.pt"
 
     def _to_run(self, scores: torch.Tensor, idx: torch.Tensor) -> Run:
         s, i = scores.float().cpu().tolist(), idx.cpu().tolist()
@@ -446,7 +490,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--model", help="model directory used for every role not given below")
     p.add_argument("--dense-model", help="model for dense/hybrid")
     p.add_argument("--sparse-model", help="model for sparse/hybrid")
-    p.add_argument("--multi-model", help="multi-vector model for muvera/colbert")
+    p.add_argument("--multi-model", help="multi-vector model for muvera/colbert (ColBERT, BGE-M3; a "
+                   "sentence-transformers bi-encoder is used through its token vectors)")
     p.add_argument("--rerank-model", help="model for rerank (a cross-encoder, ColBERT, ... see Reranker)")
     p.add_argument("--mode", action="append", help=f"comma-separated, repeatable: {', '.join(MODES)}; one row each")
     p.add_argument("--run", help="a run file (TREC or JSONL) or a run shipped with the data (e.g. bm25)")
@@ -467,6 +512,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-length", type=int, help="encoder truncation length (default: the model's)")
     p.add_argument("--device", help="cpu, cuda, ... (default: the encoders' choice)")
     p.add_argument("--max-memory", type=int, help="bytes of scores/tokens held at once (default 1 GiB)")
+    p.add_argument("--cache", help="directory to save encodings in and reuse them from (keyed by model and texts)")
     p.add_argument("--output", help="write the results as JSON here")
     p.add_argument("--save-runs", help="write each mode's run as a TREC run file into this directory")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -486,7 +532,21 @@ def _load_models(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, st
         if not Path(p).is_dir():
             raise FileNotFoundError(f"eval: model must be a model directory, got {p!r}")
         loaded[p] = load(p, **kw)
-    return {r: loaded[p] for r, p in paths.items()}, paths
+    models = {r: loaded[p] for r, p in paths.items()}
+    if "multi" in models and _kind(models["multi"]) == "dense":
+        models["multi"] = _token_encoder(paths["multi"], models["multi"], args.device)
+    return models, paths
+
+
+def _token_encoder(path: str, dense: Any, device: str | None) -> Any:
+    """A sentence-transformers bi-encoder used for its token vectors (a stand-in late-interaction model):
+    its directory loaded as a ColBERT without prefixes or query expansion; queries keep up to 64 tokens,
+    documents the bi-encoder's own limit (L2-normalised token vectors, punctuation skipped)."""
+    from .encoders import ColBERT
+
+    limit = int(getattr(dense, "max_length", None) or 256)
+    return ColBERT.from_pretrained(path, device=device, query_prefix="", document_prefix="", do_query_expansion=False,
+                                   query_length=min(64, limit), document_length=limit)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -506,7 +566,8 @@ def _main(args: argparse.Namespace) -> int:
     opt = EvalOptions(depth=args.depth, candidates=args.candidates, fusion=args.fusion, weights=weights,
                       normalize=args.normalize, first_stage=args.first_stage, rerank_depth=args.rerank_depth,
                       rerank_mode=args.rerank_mode, reduce=args.reduce, batch_size=args.batch_size,
-                      max_memory=args.max_memory, fde=_parse_kv(args.fde, "--fde"), quiet=args.quiet)
+                      max_memory=args.max_memory, fde=_parse_kv(args.fde, "--fde"), cache=args.cache,
+                      quiet=args.quiet)
     data = load_dataset(args.data, args.split).subset(args.max_queries)
     models, paths = _load_models(args)
     if not modes:

@@ -157,12 +157,14 @@ class _Side:
         return self.mask if self.mask is not None else self.off
 
 
-def _ragged(mv: Any) -> _Side:
+def _ragged(mv: Any, query_side: bool) -> _Side:
+    """Only the query side needs its longest item (the LQ bucket): one reduction and host sync, not two."""
     off = mv.offsets
-    return _Side(mv.values, off, off, None, 0, False, mv.max_length, len(mv))
+    return _Side(mv.values, off, off, None, 0, False, mv.max_length if query_side else 0, len(mv))
 
 
-def _padded(x: torch.Tensor, mask: torch.Tensor | None, lengths: torch.Tensor | None, where: str, arg: str) -> _Side:
+def _padded(x: torch.Tensor, mask: torch.Tensor | None, lengths: torch.Tensor | None, where: str, arg: str,
+            query_side: bool) -> _Side:
     n, L, dim = x.shape
     if not x.is_contiguous():
         raise ValueError(f"{where}: {arg} must be C-contiguous [N, L, D], got strides {tuple(x.stride())}")
@@ -183,7 +185,7 @@ def _padded(x: torch.Tensor, mask: torch.Tensor | None, lengths: torch.Tensor | 
         lens = lengths.to(device=x.device, dtype=torch.int64)
     else:
         lens = torch.full((n,), L, dtype=torch.int64, device=x.device)
-    max_len = int(lens.max()) if n else 0
+    max_len = int(lens.max()) if n and query_side else 0
     return _Side(values, lens, lens, flat_mask, L, True, max_len, n)
 
 
@@ -247,7 +249,7 @@ def maxsim(q: Any, d: Any, query_index: torch.Tensor | None = None, reduce: str 
     Returns:
         float32 [B, N] (all-pairs) or [N] (paired).
     """
-    return _run(_ragged(q), _ragged(d), query_index, reduce, input_precision)
+    return _run(_ragged(q, True), _ragged(d, False), query_index, reduce, input_precision)
 
 
 def maxsim_padded(q: torch.Tensor, q_mask: torch.Tensor | None, d: torch.Tensor, d_mask: torch.Tensor | None = None,
@@ -276,8 +278,8 @@ def maxsim_padded(q: torch.Tensor, q_mask: torch.Tensor | None, d: torch.Tensor,
         raise TypeError(f"{where}: d must have the dtype of q ({q.dtype}), got {d.dtype}")
     if d_mask is not None and d_lengths is not None:
         raise ValueError(f"{where}: pass d_mask or d_lengths, not both")
-    return _run(_padded(q, q_mask, None, where, "q"), _padded(d, d_mask, d_lengths, where, "d"), query_index,
-                reduce, input_precision)
+    qs = _padded(q, q_mask, None, where, "q", True)
+    return _run(qs, _padded(d, d_mask, d_lengths, where, "d", False), query_index, reduce, input_precision)
 
 
 # ----------------------------------------------------------------------------- fused top-k
@@ -315,11 +317,12 @@ def maxsim_topk(q: Any, d: Any, k: int, reduce: str = "sum", *, block_docs: int 
     Args:
         q: MultiVectors, B queries.  d: MultiVectors, N documents (N < 2**32).
         k: >= 1.  reduce: "sum" or "mean".
-        block_docs: documents per block; default: as many as fit ``max_memory`` bytes of scores + keys.
+        block_docs: documents per block; default: as many as fit ``max_memory`` bytes (scores, keys and
+            the temporaries of one block).
     Returns:
         (values [B, min(k, N)] float32, indices [B, min(k, N)] int64), best first.
     """
-    qs, ds = _ragged(q), _ragged(d)
+    qs, ds = _ragged(q, True), _ragged(d, False)
     n, b = ds.count, qs.count
     if n >= _IDX_MASK:
         raise ValueError(f"maxsim_topk: d must have fewer than 2**32 documents, got {n}")
@@ -327,7 +330,8 @@ def maxsim_topk(q: Any, d: Any, k: int, reduce: str = "sum", *, block_docs: int 
     dev = qs.values.device
     if kk == 0 or b == 0:
         return (torch.empty(b, kk, dtype=torch.float32, device=dev), torch.empty(b, kk, dtype=torch.int64, device=dev))
-    block = block_docs or max(kk, max_memory // max(1, 12 * b))  # 4 B score + 8 B key per (query, doc)
+    # per (query, doc) of a block: the 4 B score, its 8 B key and the ~20 B of temporaries that build it
+    block = block_docs or max(kk, max_memory // max(1, 32 * b))
     block = min(max(block, kk), n)
     precision = _precision(qs.values.dtype, input_precision)
     cfg = bk.maxsim_config(qs.max_len, qs.values.shape[1], qs.values.dtype, b, False)

@@ -287,7 +287,8 @@ def test_sparse_dot_empty_sides(device):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_dense_dot(device, dtype):
     gen = torch.Generator().manual_seed(31)
-    q, d = torch.randn(3, 33, generator=gen).to(dtype).to(device), torch.randn(5, 33, generator=gen).to(dtype).to(device)
+    q = torch.randn(3, 33, generator=gen).to(dtype).to(device)
+    d = torch.randn(5, 33, generator=gen).to(dtype).to(device)
     qi = torch.tensor([0, 2, 2, 1, 0], device=device)
     for index in (None, qi):
         got = K.dense_dot(q, d, index)

@@ -141,6 +141,10 @@ def run(args: argparse.Namespace) -> int:
     if args.top_k is not None and args.top_k <= 0:
         print(f"{prog}: error: --top-k must be > 0, got {args.top_k}", file=sys.stderr)
         return 2
+    if getattr(args, "ray", None) is not None:  # the same job on a Ray cluster (issue 7)
+        from .integrations.ray import run_cli
+
+        return run_cli(args)
     from .encoders import load
 
     model = load(args.model, device=args.device)
@@ -204,4 +208,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-memory", type=int, default=None, help="bytes of embeddings per scoring chunk")
     p.add_argument("--return-documents", action="store_true", help="include each document's text in the results")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="run on a Ray cluster at ADDRESS (e.g. auto, ray://head:10001), or on a new local one when "
+                        "ADDRESS is omitted; needs pip install \"fusedscore[ray]\"")
     p.set_defaults(func=run)

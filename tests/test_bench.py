@@ -130,6 +130,29 @@ def test_disagreeing_impl_is_flagged():
     assert "NO" in render_text(d)
 
 
+def test_impl_whose_timed_runs_differ_is_flagged():
+    """Only the first call is right (a cache keyed on the wrong thing, an async return...): the check reads
+    a timed run too, so the row cannot pass on its warm-up alone."""
+    case = TINY[0]
+    ref = next(i for i in all_impls() if i.name == "torch-reference" and i.op == "maxsim")
+
+    def first_only(inp):
+        good = ref.prepare(inp)
+        calls = []
+
+        def fn():
+            calls.append(1)
+            return good.fn() if len(calls) == 1 else torch.zeros(len(inp.q), len(inp.d))
+
+        return Prepared(fn, good.to_scores)
+
+    fused = next(i for i in all_impls() if i.name == "fusedscore" and i.op == "maxsim")
+    d = runner.run([case], impls=[fused, Impl("first-only", "baseline", "maxsim", first_only)], rates=RATES,
+                   budget_s=0.01, progress=False)
+    chk = _rows(d, case.name)["first-only"]["check"]
+    assert chk["ok"] is False and "timed run" in chk["why"]
+
+
 def test_failing_impl_is_reported_not_raised():
     def broken(inp):
         raise KeyError("boom")

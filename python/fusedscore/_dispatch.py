@@ -114,6 +114,37 @@ def _triton_sparse_dot(q: SparseVectors, d: SparseVectors, query_index: torch.Te
     return _triton_module().sparse_dot(q, d, query_index)
 
 
+def _blocked_topk(score: Callable[..., torch.Tensor], q: MultiVectors, d: MultiVectors, k: int, reduce: str,
+                  max_memory: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """All-pairs top-k over blocks of documents (zero-copy slices), so at most a [B, block] slab of scores
+    exists at once; each block's best k (a partial selection) merge into the running best k."""
+    n, b = len(d), len(q)
+    kk = min(k, n)
+    best_v = torch.empty((b, 0), dtype=torch.float32, device=d.device)
+    best_i = torch.empty((b, 0), dtype=torch.int64, device=d.device)
+    block = max(kk, max_memory // max(1, 4 * b))
+    for s in range(0, n, block):
+        sc = score(q, d.slice(s, s + block), None, reduce)
+        v, i = torch.topk(sc, min(kk, sc.shape[1]), dim=1)
+        best_v, best_i = torch.cat([best_v, v], 1), torch.cat([best_i, i + s], 1)
+        if best_v.shape[1] > kk:
+            best_v, pos = torch.topk(best_v, kk, dim=1)
+            best_i = torch.gather(best_i, 1, pos)
+    return best_v, best_i
+
+
+def _native_maxsim_topk(q, d, k, reduce, max_memory):
+    return _blocked_topk(_native_maxsim, q, d, k, reduce, max_memory)
+
+
+def _ref_maxsim_topk(q, d, k, reduce, max_memory):
+    return _blocked_topk(_ref_maxsim, q, d, k, reduce, max_memory)
+
+
+def _triton_maxsim_topk(q, d, k, reduce, max_memory):
+    return _triton_module().maxsim_topk(q, d, k, reduce, max_memory=max_memory)
+
+
 def _ref_maxsim(q, d, query_index, reduce):
     return reference.maxsim_ref(q, d, query_index=query_index, reduce=reduce, upcast=False)
 
@@ -156,6 +187,8 @@ def _available(name: str, device: torch.device, explicit: bool) -> tuple[bool, s
 
 _TABLE: dict[str, tuple[Impl, ...]] = {
     "maxsim": (Impl("triton", _triton_maxsim), Impl("native", _native_maxsim), Impl("reference", _ref_maxsim)),
+    "maxsim_topk": (Impl("triton", _triton_maxsim_topk), Impl("native", _native_maxsim_topk),
+                    Impl("reference", _ref_maxsim_topk)),
     "sparse_dot": (Impl("triton", _triton_sparse_dot), Impl("native", _native_sparse_dot),
                    Impl("reference", _ref_sparse_dot)),
     "dense_dot": (Impl("torch", _torch_dense_dot), Impl("reference", _ref_dense_dot)),

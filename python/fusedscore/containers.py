@@ -39,7 +39,7 @@ class MultiVectors:
         ValueError: bad shapes, offsets out of order, non-finite values.
     """
 
-    __slots__ = ("values", "offsets", "_lengths")
+    __slots__ = ("values", "offsets", "_lengths", "_max_length")
 
     def __init__(self, values: Any, offsets: Any, *, check_finite: bool = True):
         where = "MultiVectors"
@@ -56,6 +56,7 @@ class MultiVectors:
         self.values = values
         self.offsets = offsets
         self._lengths = None
+        self._max_length = None
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -188,7 +189,10 @@ class MultiVectors:
 
     @property
     def max_length(self) -> int:
-        return int(self.lengths.max()) if len(self) else 0
+        """Longest item (cached: on a GPU this is a device sync, paid once per container)."""
+        if self._max_length is None:
+            self._max_length = int(self.lengths.max()) if len(self) else 0
+        return self._max_length
 
     def __getitem__(self, i: int) -> torch.Tensor:
         n = len(self)
@@ -207,9 +211,7 @@ class MultiVectors:
         o = self.offsets.to(device=device)
         if v is self.values and o is self.offsets:
             return self
-        out = MultiVectors.__new__(MultiVectors)
-        out.values, out.offsets, out._lengths = v, o, None
-        return out
+        return MultiVectors._trusted(v, o)
 
     def select(self, index: Any) -> "MultiVectors":
         """Gather items by index (a copy of their tokens), in the given order."""
@@ -224,8 +226,22 @@ class MultiVectors:
         # token j of the output comes from starts[item(j)] + (j - off[item(j)])
         item = torch.repeat_interleave(torch.arange(idx.numel(), device=idx.device), lens)
         rows = starts[item] + (torch.arange(int(off[-1]), device=idx.device) - off[item])
-        out = MultiVectors.__new__(MultiVectors)
-        out.values, out.offsets, out._lengths = self.values[rows], off, None
+        return MultiVectors._trusted(self.values[rows], off)
+
+    def slice(self, start: int, stop: int) -> "MultiVectors":
+        """Items start..stop-1 as a zero-copy view of their tokens (offsets are rebased, a small copy)."""
+        n = len(self)
+        start, stop = max(0, min(start, n)), max(0, min(stop, n))
+        stop = max(start, stop)
+        o = self.offsets[start: stop + 1]
+        t0, t1 = int(o[0]), int(o[-1])
+        return MultiVectors._trusted(self.values[t0:t1], o - t0)
+
+    @classmethod
+    def _trusted(cls, values: torch.Tensor, offsets: torch.Tensor) -> "MultiVectors":
+        """Build from parts derived from an already-validated container (no re-validation)."""
+        out = cls.__new__(cls)
+        out.values, out.offsets, out._lengths, out._max_length = values, offsets, None, None
         return out
 
     def to_list(self) -> list[torch.Tensor]:

@@ -176,23 +176,8 @@ def maxsim_topk(queries: Any, docs: Any, k: int, *, reduce: str = "sum", max_mem
     k = C.check_k(k, where)
     C.check_reduce(reduce, where)
     _check_pair(q, d, where)
-    budget = max_memory or DEFAULT_MAX_MEMORY
-    n = len(d)
-    kk = min(k, n)
-    best_v = torch.full((len(q), 0), float("-inf"), dtype=torch.float32, device=d.device)
-    best_i = torch.zeros((len(q), 0), dtype=torch.int64, device=d.device)
-    block = max(kk, budget // max(1, 4 * len(q)))
-    impl = _dispatch.resolve("maxsim", d.device, backend)
-    for s in range(0, n, block):
-        part = d.select(torch.arange(s, min(n, s + block), device=d.device)) if block < n else d
-        sc = impl.fn(q, part, None, reduce)
-        v, i = torch.topk(sc, min(kk, sc.shape[1]), dim=1)
-        best_v = torch.cat([best_v, v], 1)
-        best_i = torch.cat([best_i, i + s], 1)
-        if best_v.shape[1] > kk:
-            best_v, pos = torch.topk(best_v, kk, dim=1)
-            best_i = torch.gather(best_i, 1, pos)
-    return best_v, best_i
+    impl = _dispatch.resolve("maxsim_topk", d.device, backend)
+    return impl.fn(q, d, k, reduce, max_memory or DEFAULT_MAX_MEMORY)
 
 
 _NORMS = ("none", "minmax", "zscore", "sigmoid")

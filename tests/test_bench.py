@@ -117,6 +117,20 @@ def test_slow_impl_runs_on_a_prefix_and_is_scaled():
     assert "scaled x3" in r["note"]
 
 
+def test_topk_baseline_merges_blocks(monkeypatch):
+    """The packed-GEMM top-k baseline over many document blocks keeps the same best k as fusedscore."""
+    from fusedscore.bench import maxsim as bench_maxsim
+
+    case = Case("t/topk-blocks", "maxsim_topk", "topk", 3, 40, "fp32", lq=4, ld=(2, 9), dim=8, k=5, repeats=3,
+                seed=6)
+    monkeypatch.setitem(bench_maxsim.TOPK_BLOCK_BYTES, "cpu", 3 * 4 * 4 * 20)  # ~20 tokens per block
+    d = runner.run([case], impls=[i for i in _fast_impls() if i.op == "maxsim_topk"], rates=RATES, budget_s=0.01,
+                   progress=False)
+    r = _rows(d, case.name)["torch-packed-gemm"]
+    assert r["status"] == "ok" and r["check"]["ok"], r
+    assert int(r["note"].split()[0]) > 5  # it really ran in several blocks
+
+
 def test_disagreeing_impl_is_flagged():
     case = TINY[0]
 

@@ -125,9 +125,9 @@ def work(inputs: Inputs) -> dict[str, float]:
         return {"flops": 0.0, "bytes": float(nbytes)}
     dim = q.dim
     if inputs.groups is not None:
-        q_len = q.lengths.double()
+        q_len = q.lengths.double().cpu()
         per_doc_q = torch.repeat_interleave(q_len, inputs.groups[1:] - inputs.groups[:-1])
-        flops = 2.0 * dim * float((per_doc_q * d.lengths.double()).sum())
+        flops = 2.0 * dim * float((per_doc_q * d.lengths.double().cpu()).sum())
     else:
         flops = 2.0 * dim * float(q.lengths.double().sum()) * float(d.lengths.double().sum())
     return {"flops": flops, "bytes": float(nbytes)}

@@ -124,6 +124,9 @@ def _packed_gemm(inp: Inputs) -> Prepared:
     return Prepared(run, as_f32_cpu, note=note)
 
 
+TOPK_BLOCK_BYTES = {"cuda": 2 << 30, "cpu": 256 << 20}  # similarities per block of the top-k baseline
+
+
 def _packed_gemm_topk(inp: Inputs) -> Prepared:
     """All queries at once against blocks of packed doc tokens (a few GiB of scores per block), keeping the
     best k per query across blocks."""
@@ -131,7 +134,7 @@ def _packed_gemm_topk(inp: Inputs) -> Prepared:
     if int(q.lengths.min()) != int(q.lengths.max()):
         raise Skip("the packed-GEMM top-k baseline needs equal query lengths")
     B, Lq = len(q), int(q.lengths[0])
-    budget = (2 << 30) if d.device.type == "cuda" else (256 << 20)
+    budget = TOPK_BLOCK_BYTES["cuda" if d.device.type == "cuda" else "cpu"]
     tok_per_block = max(int(d.lengths.max()), budget // (B * Lq * d.values.element_size()))
     off = d.offsets.cpu()
     starts = [0]  # document boundaries so each block holds about tok_per_block tokens

@@ -67,6 +67,8 @@ def _sweep_figure(plt: Any, doc: dict[str, Any], axis: str, out: Path) -> Path |
     if peak:
         ax.axhline(peak, color="grey", lw=0.8, ls=":", label=f"measured {key} matmul {peak:.0f} GFLOP/s")
     ax.set_xscale("log", base=2)
+    ax.set_xticks(xs, [str(x) for x in xs])  # the measured points, labelled as numbers, not powers of 2
+    ax.minorticks_off()
     ax.set_yscale("log")
     ax.set_xlabel(label)
     ax.set_ylabel("GFLOP/s (useful MaxSim FLOPs)")

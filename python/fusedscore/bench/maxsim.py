@@ -57,7 +57,8 @@ def _reference(inp: Inputs) -> Prepared:
         raise Skip("the reference has no top-k variant (fusedscore.maxsim_topk is checked against maxsim_ref in tests)")
     qi = _query_index(inp) if inp.groups is not None else None
     q, d = inp.q, inp.d
-    return Prepared(lambda: reference.maxsim_ref(q, d, query_index=qi, upcast=False), as_f32_cpu)
+    return Prepared(lambda: reference.maxsim_ref(q, d, query_index=qi, upcast=False), as_f32_cpu,
+                    note="maxsim_ref(upcast=False): padded einsum in the input dtype")
 
 
 def _token_doc_index(lengths: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -34,7 +34,8 @@ def _fusedscore(inp: Inputs) -> Prepared:
 def _reference(inp: Inputs) -> Prepared:
     qi = _query_index(inp) if inp.groups is not None else None
     q, d = inp.q, inp.d
-    return Prepared(lambda: reference.sparse_dot_ref(q, d, query_index=qi, upcast=False), as_f32_cpu)
+    return Prepared(lambda: reference.sparse_dot_ref(q, d, query_index=qi, upcast=False), as_f32_cpu,
+                    note="sparse_dot_ref(upcast=False): dense rows, matmul")
 
 
 def _all_pairs_only(inp: Inputs, who: str) -> None:

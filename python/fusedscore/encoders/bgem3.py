@@ -191,3 +191,26 @@ class BGEM3(EncoderBase):
         rows = [lexical_weights] if single else lexical_weights
         out = [{self.tokenizer.decode([int(k)]): v for k, v in row.items()} for row in rows]
         return out[0] if single else out
+
+    # ------------------------------------------------------------------ FlagEmbedding's scoring helpers
+    def compute_score(self, sentence_pairs: Any, batch_size: int | None = None, max_query_length: int | None = None,
+                      max_passage_length: int | None = None, weights_for_different_modes: Any = None,
+                      max_memory: int | None = None) -> Any:
+        """FlagEmbedding's ``BGEM3FlagModel.compute_score``: see ``fusedscore.compat.compute_score``."""
+        from ..compat import compute_score
+
+        return compute_score(self, sentence_pairs, batch_size=batch_size, max_query_length=max_query_length,
+                             max_passage_length=max_passage_length,
+                             weights_for_different_modes=weights_for_different_modes, max_memory=max_memory)
+
+    def compute_lexical_matching_score(self, lexical_weights_1: Any, lexical_weights_2: Any) -> Any:
+        """FlagEmbedding's helper: see ``fusedscore.compat.compute_lexical_matching_score``."""
+        from ..compat import compute_lexical_matching_score
+
+        return compute_lexical_matching_score(lexical_weights_1, lexical_weights_2)
+
+    def colbert_score(self, q_reps: Any, p_reps: Any) -> torch.Tensor:
+        """FlagEmbedding's helper: see ``fusedscore.compat.colbert_score``."""
+        from ..compat import colbert_score
+
+        return colbert_score(q_reps, p_reps)

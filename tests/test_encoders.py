@@ -216,3 +216,20 @@ def test_gpu_autocast_close_to_fp32(dirs, dtype):
     tol = 3e-2  # half-precision matmuls through 2 layers; a layout or ordering bug gives O(1) errors
     assert torch.allclose(b["dense_vecs"].cpu(), a["dense_vecs"], atol=tol)
     assert torch.allclose(b["colbert_vecs"].values.cpu(), a["colbert_vecs"].values, atol=tol)
+
+
+def test_bench_encoders_rows(dirs):
+    from fusedscore.bench.encoders import mixed_texts, run
+
+    texts = mixed_texts(50)
+    assert texts == mixed_texts(50) and len({len(t.split()) for t in texts}) > 10  # seeded and mixed-length
+    rows = run(model_dir=str(dirs["dense"]), n_texts=6, batch_size=4, budget_s=0.05)
+    assert rows[0]["impl"] == "fusedscore" and rows[0]["name"] == "dense_encode"
+    for r in rows:
+        assert {"name", "impl", "median_s", "p20_s", "p80_s", "texts_per_s", "ratio_vs_peer"} <= set(r)
+        assert r["p20_s"] <= r["median_s"] <= r["p80_s"] and r["texts_per_s"] > 0
+    if len(rows) == 2:  # sentence-transformers installed: its row is the reference
+        assert rows[1]["ratio_vs_peer"] == 1.0
+        assert rows[0]["ratio_vs_peer"] == pytest.approx(rows[0]["texts_per_s"] / rows[1]["texts_per_s"])
+    with pytest.raises(ValueError, match=r"model_dir must be a dense, splade or bgem3 model, got a cross model"):
+        run(model_dir=str(dirs["cross"]), n_texts=2)

@@ -232,7 +232,8 @@ class EncoderBase:
         return tqdm(batches, desc=desc)
 
     def to(self, device: Any) -> "EncoderBase":
-        """Move the model (and future outputs) to ``device``; returns self."""
+        """Move the model (and future outputs) to ``device``; returns self. Moving to the CPU drops fp16/bf16
+        autocast (fp32 there); moving to CUDA keeps the current dtype."""
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(None if self.dtype in _HALF and self.device.type != "cuda" else self.dtype,
                                    self.device)

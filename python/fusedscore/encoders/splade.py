@@ -130,7 +130,9 @@ class Splade(EncoderBase):
         """[B, L, V] logits, [B, L] mask -> [B, V] fp32 weights (SpladePooling's formula)."""
         m = mask[:, :, None].bool()
         if self.pooling == "max":
-            x = logits.masked_fill(~m, 0.0).amax(dim=1).float()  # a padded 0 never wins after relu: same max
+            # in place: the logits are this batch's own buffer, [B, L, V] is the largest tensor here;
+            # a padded 0 never wins after relu, so the max equals SpladePooling's masked max
+            x = logits.masked_fill_(~m, 0.0).amax(dim=1).float()
             w = torch.log1p(torch.relu(x))
             return torch.log1p(w) if self.activation == "log1p_relu" else w
         w = torch.log1p(torch.relu(logits.float() * m))

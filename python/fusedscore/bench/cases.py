@@ -16,7 +16,6 @@ terms) and positive weights. No sizes live in the runner: the lists below are th
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -224,7 +223,3 @@ def sweep_cases(device: str = "cpu", quick: bool = False) -> list[Case]:
     out += [Case(f"sweep/batch-{b}/{dt}", "maxsim", "pairs", b, 100, dt, device, seed=40 + b, repeats=r,
                  sweep={"axis": "batch", "value": b}) for b in batches]
     return out
-
-
-def with_overrides(case: Case, **kw: Any) -> Case:
-    return dataclasses.replace(case, **kw)

@@ -114,8 +114,8 @@ def _packed_gemm(inp: Inputs) -> Prepared:
         blocks = [(b, d.values, tok_doc, d.lengths) for b in range(len(q))]
     qs = [q[b] for b in range(len(q))]
     _, vals, tok, lens = blocks[0]
-    segmax = _SEGMAX[_pick_segmax(vals @ qs[0].T, tok, lens)]
-    seg_name = [k for k, v in _SEGMAX.items() if v is segmax][0]
+    seg_name = _pick_segmax(vals @ qs[0].T, tok, lens)
+    segmax = _SEGMAX[seg_name]
 
     def run() -> Any:
         outs = [segmax(v @ qs[b].T, t, ln).float().sum(1) for b, v, t, ln in blocks]

@@ -156,11 +156,8 @@ def bench_command(args: argparse.Namespace) -> int:
     for p in written:
         _write_json(doc, p)
         say(f"wrote {p}")
-    if args.plot:
-        from .plots import plot
-
-        for p in plot(doc, args.plot):
-            say(f"wrote {p}")
+    if args.plot and not _plot(doc, args.plot, say):
+        return 2
     return 1 if doc["errors"] else 0
 
 
@@ -182,12 +179,22 @@ def report_command(args: argparse.Namespace) -> int:
         Path(args.out).write_text(md)
     else:
         sys.stdout.write(md)
-    if args.plot:
-        from .plots import plot
-
-        for p in plot(doc, args.plot):
-            print(f"wrote {p}", file=sys.stderr)
+    if args.plot and not _plot(doc, args.plot, lambda m: print(m, file=sys.stderr)):
+        return 2
     return 0
+
+
+def _plot(doc: dict[str, Any], out_dir: str, say: Callable[[str], None]) -> bool:
+    from .plots import plot
+
+    try:
+        paths = plot(doc, out_dir)
+    except RuntimeError as e:  # matplotlib missing: the JSON is written already, say how to get figures
+        print(str(e), file=sys.stderr)
+        return False
+    for p in paths:
+        say(f"wrote {p}")
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:

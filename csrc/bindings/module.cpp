@@ -1,0 +1,217 @@
+// fusedscore._native: the one pybind11 module. Bindings hold no maths: they check ndim, shape, dtype and
+// contiguity of NumPy buffers (never converting: a wrong dtype is an error, not a silent copy), validate offsets
+// and indices so malformed input raises instead of reading out of bounds, release the GIL and call the kernel.
+// std::invalid_argument -> ValueError; py::type_error -> TypeError.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+
+#include "common/check.h"
+#include "common/parallel.h"
+#include "common/simd.h"
+#include "cpu/maxsim.h"
+#include "cpu/sparse_dot.h"
+
+namespace py = pybind11;
+using fusedscore::DType;
+using fusedscore::fail;
+
+#ifndef FUSEDSCORE_COMPILER
+#define FUSEDSCORE_COMPILER "unknown"
+#endif
+
+namespace {
+
+// numpy flag bits (stable ABI values)
+constexpr int kCContiguous = 0x0001;
+constexpr int kAligned = 0x0100;
+constexpr int kWriteable = 0x0400;
+
+std::string shape_str(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+  return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+std::string dtype_str(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
+
+// The object must be a numpy array (no conversion), C-contiguous, aligned, native byte order.
+py::array as_array(const py::object& obj, const std::string& op, const std::string& arg) {
+  if (!py::isinstance<py::array>(obj))
+    throw py::type_error(op + ": " + arg + " must be a numpy.ndarray, got " +
+                         py::str(py::type::of(obj).attr("__name__")).cast<std::string>());
+  py::array a = py::reinterpret_borrow<py::array>(obj);
+  if (!(a.flags() & kCContiguous) || !(a.flags() & kAligned))
+    fail(op, arg, "C-contiguous and aligned", "an array with strides " + [&] {
+      std::string s = "(";
+      for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.strides(i));
+      return s + ")";
+    }());
+  if (!a.dtype().attr("isnative").cast<bool>())
+    throw py::type_error(op + ": " + arg + " must be in native byte order, got " + dtype_str(a));
+  return a;
+}
+
+void require_ndim(const py::array& a, py::ssize_t ndim, const std::string& op, const std::string& arg,
+                  const std::string& shape_doc) {
+  if (a.ndim() != ndim) fail(op, arg, "of shape " + shape_doc, shape_str(a));
+}
+
+// dtype kind and size, e.g. ('f', 4) for float32, ('u', 2) for uint16
+void require_dtype(const py::array& a, char kind, py::ssize_t size, const std::string& op, const std::string& arg,
+                   const std::string& name) {
+  if (a.dtype().kind() != kind || a.itemsize() != size)
+    throw py::type_error(op + ": " + arg + " must have dtype " + name + ", got " + dtype_str(a));
+}
+
+DType parse_dtype(const std::string& s, const std::string& op) {
+  if (s == "float32") return DType::kF32;
+  if (s == "float16") return DType::kF16;
+  if (s == "bfloat16") return DType::kBF16;
+  fail(op, "dtype", "'float32', 'float16' or 'bfloat16'", "'" + s + "'");
+}
+
+// values arrays: float32, float16, or uint16 carrying bf16 bits, as `dt` says
+void require_values_dtype(const py::array& a, DType dt, const std::string& op, const std::string& arg) {
+  switch (dt) {
+    case DType::kF32: require_dtype(a, 'f', 4, op, arg, "float32 (dtype='float32')"); break;
+    case DType::kF16: require_dtype(a, 'f', 2, op, arg, "float16 (dtype='float16')"); break;
+    case DType::kBF16: require_dtype(a, 'u', 2, op, arg, "uint16 holding bf16 bits (dtype='bfloat16')"); break;
+  }
+}
+
+py::array offsets_array(const py::object& obj, int64_t rows, const std::string& op, const std::string& arg) {
+  py::array a = as_array(obj, op, arg);
+  require_dtype(a, 'i', 8, op, arg, "int64");
+  require_ndim(a, 1, op, arg, "[n+1]");
+  if (a.shape(0) < 1) fail(op, arg, "of shape [n+1] with at least one element", shape_str(a));
+  fusedscore::check_offsets(static_cast<const int64_t*>(a.data()), a.shape(0) - 1, rows, op, arg);
+  return a;
+}
+
+// query_index: None or int64 [N] with entries in [0, B)
+const int64_t* query_index_ptr(const py::object& obj, int64_t n_docs, int64_t n_queries, const std::string& op) {
+  if (obj.is_none()) return nullptr;
+  py::array a = as_array(obj, op, "query_index");
+  require_dtype(a, 'i', 8, op, "query_index", "int64");
+  require_ndim(a, 1, op, "query_index", "[N]=(" + std::to_string(n_docs) + ",)");
+  if (a.shape(0) != n_docs) fail(op, "query_index", "of shape [N]=(" + std::to_string(n_docs) + ",)", shape_str(a));
+  const auto* p = static_cast<const int64_t*>(a.data());
+  fusedscore::check_index(p, n_docs, n_queries, op, "query_index");
+  return p;
+}
+
+float* out_ptr(const py::object& obj, const int64_t* qi, int64_t B, int64_t N, const std::string& op) {
+  py::array a = as_array(obj, op, "out");
+  require_dtype(a, 'f', 4, op, "out", "float32");
+  if (!(a.flags() & kWriteable)) fail(op, "out", "writeable", "a read-only array");
+  const bool ok = qi ? (a.ndim() == 1 && a.shape(0) == N) : (a.ndim() == 2 && a.shape(0) == B && a.shape(1) == N);
+  if (!ok)
+    fail(op, "out", qi ? "of shape [N]=(" + std::to_string(N) + ",)" :
+                        "of shape [B, N]=(" + std::to_string(B) + ", " + std::to_string(N) + ")",
+         shape_str(a));
+  return static_cast<float*>(a.mutable_data());
+}
+
+void maxsim(const py::object& q_values, const py::object& q_offsets, const py::object& d_values,
+            const py::object& d_offsets, const py::object& query_index, const std::string& dtype, bool reduce_mean,
+            const py::object& out) {
+  const std::string op = "maxsim";
+  const DType dt = parse_dtype(dtype, op);
+  py::array qv = as_array(q_values, op, "q_values"), dv = as_array(d_values, op, "d_values");
+  require_values_dtype(qv, dt, op, "q_values");
+  require_values_dtype(dv, dt, op, "d_values");
+  require_ndim(qv, 2, op, "q_values", "[Tq, D]");
+  require_ndim(dv, 2, op, "d_values", "[Td, D]");
+  const int64_t tq = qv.shape(0), td = dv.shape(0);
+  // a side without tokens is never read, so its D need not match (an empty container may have D = 0)
+  if (tq > 0 && td > 0 && qv.shape(1) != dv.shape(1))
+    fail(op, "d_values", "of shape [Td, D] with D=" + std::to_string(qv.shape(1)) + " to match q_values",
+         shape_str(dv));
+  py::array qo = offsets_array(q_offsets, tq, op, "q_offsets");
+  py::array doff = offsets_array(d_offsets, td, op, "d_offsets");
+  const int64_t B = qo.shape(0) - 1, N = doff.shape(0) - 1;
+  const int64_t* qi = query_index_ptr(query_index, N, B, op);
+  fusedscore::MaxSimArgs args{qv.data(), static_cast<const int64_t*>(qo.data()), B,
+                              dv.data(), static_cast<const int64_t*>(doff.data()), N,
+                              tq > 0 ? qv.shape(1) : dv.shape(1), dt, qi, reduce_mean,
+                              out_ptr(out, qi, B, N, op)};
+  py::gil_scoped_release nogil;
+  fusedscore::maxsim(args);
+}
+
+void sparse_dot(const py::object& q_idx, const py::object& q_val, const py::object& q_off, const py::object& d_idx,
+                const py::object& d_val, const py::object& d_off, const py::object& query_index, int64_t vocab_size,
+                const std::string& dtype, const py::object& out) {
+  const std::string op = "sparse_dot";
+  const DType dt = parse_dtype(dtype, op);
+  if (vocab_size <= 0) fail(op, "vocab_size", "> 0", std::to_string(vocab_size));
+  py::array qi_ = as_array(q_idx, op, "q_idx"), qv = as_array(q_val, op, "q_val");
+  py::array di = as_array(d_idx, op, "d_idx"), dv = as_array(d_val, op, "d_val");
+  require_dtype(qi_, 'i', 4, op, "q_idx", "int32");
+  require_dtype(di, 'i', 4, op, "d_idx", "int32");
+  require_values_dtype(qv, dt, op, "q_val");
+  require_values_dtype(dv, dt, op, "d_val");
+  require_ndim(qi_, 1, op, "q_idx", "[nnz_q]");
+  require_ndim(di, 1, op, "d_idx", "[nnz_d]");
+  if (qv.ndim() != 1 || qv.shape(0) != qi_.shape(0))
+    fail(op, "q_val", "of shape [nnz_q]=(" + std::to_string(qi_.shape(0)) + ",) like q_idx", shape_str(qv));
+  if (dv.ndim() != 1 || dv.shape(0) != di.shape(0))
+    fail(op, "d_val", "of shape [nnz_d]=(" + std::to_string(di.shape(0)) + ",) like d_idx", shape_str(dv));
+  py::array qo = offsets_array(q_off, qi_.shape(0), op, "q_off");
+  py::array doff = offsets_array(d_off, di.shape(0), op, "d_off");
+  // query ids build the hash table, so they must be real ids; document ids are only looked up (any value is safe)
+  const auto* qids = static_cast<const int32_t*>(qi_.data());
+  for (py::ssize_t i = 0; i < qi_.shape(0); ++i) {
+    if (qids[i] < 0 || qids[i] >= vocab_size)
+      fail(op, "q_idx", "in [0, vocab_size=" + std::to_string(vocab_size) + ")",
+           std::to_string(qids[i]) + " at position " + std::to_string(i));
+  }
+  const int64_t B = qo.shape(0) - 1, N = doff.shape(0) - 1;
+  const int64_t* qi = query_index_ptr(query_index, N, B, op);
+  fusedscore::SparseDotArgs args{qids, qv.data(), static_cast<const int64_t*>(qo.data()), B,
+                                 static_cast<const int32_t*>(di.data()), dv.data(),
+                                 static_cast<const int64_t*>(doff.data()), N, qi, vocab_size, dt,
+                                 out_ptr(out, qi, B, N, op)};
+  py::gil_scoped_release nogil;
+  fusedscore::sparse_dot(args);
+}
+
+py::dict info() {
+  py::dict d;
+  d["simd"] = fusedscore::simd_level_name(fusedscore::active_simd_level());
+  py::list levels;
+  for (auto l : fusedscore::available_simd_levels()) levels.append(fusedscore::simd_level_name(l));
+  d["simd_levels"] = levels;
+  const std::string note = fusedscore::simd_note();
+  d["simd_note"] = note.empty() ? py::object(py::none()) : py::object(py::str(note));
+  d["openmp"] = fusedscore::have_openmp();
+  d["threads"] = fusedscore::max_threads();
+  d["f16c"] = fusedscore::cpu_has_f16c();
+  d["avx512bf16"] = fusedscore::cpu_has_avx512bf16();
+  d["compiler"] = FUSEDSCORE_COMPILER;
+  return d;
+}
+
+std::string set_simd(const std::string& level) {
+  fusedscore::SimdLevel l;
+  if (!fusedscore::parse_simd_level(level, &l))
+    fail("set_simd", "level", "one of 'scalar', 'avx2', 'avx512', 'avx512bf16'", "'" + level + "'");
+  return fusedscore::simd_level_name(fusedscore::set_active_simd_level(l));
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_native, m) {
+  m.doc() = "fusedscore C++ CPU kernels (MaxSim, sparse dot); see fusedscore/_native.pyi";
+  m.def("maxsim", &maxsim, py::arg("q_values"), py::arg("q_offsets"), py::arg("d_values"), py::arg("d_offsets"),
+        py::arg("query_index"), py::arg("dtype"), py::arg("reduce_mean"), py::arg("out"),
+        "MaxSim scores into out ([B, N] all-pairs, or [N] when query_index is given); see _native.pyi.");
+  m.def("sparse_dot", &sparse_dot, py::arg("q_idx"), py::arg("q_val"), py::arg("q_off"), py::arg("d_idx"),
+        py::arg("d_val"), py::arg("d_off"), py::arg("query_index"), py::arg("vocab_size"), py::arg("dtype"),
+        py::arg("out"), "Sparse dot products into out ([B, N] or [N]); see _native.pyi.");
+  m.def("info", &info, "Build and CPU facts: SIMD level in use and available, OpenMP, threads, compiler.");
+  m.def("set_simd", &set_simd, py::arg("level"), "Switch the SIMD level (tests); returns the previous one.");
+}

@@ -1,0 +1,261 @@
+// Learned-sparse dot products, hash based (baseline ISA: the work is lookups, not arithmetic).
+//
+// Query terms live in an open-addressing hash table (power-of-two capacity >= 2x the entries, linear probing,
+// Fibonacci hashing), fronted by a membership bitmap over (id mod 2^k), 2^k >= V up to a cap: most document
+// terms are in no query, and for them the bitmap answers with one L1-resident load instead of a probe.
+//  - all-pairs: one table over the union of all query terms (an inverted index of the queries), so every
+//    document is read once; a term's entry is a postings list of (query, weight), or for a term that many
+//    queries share, a dense weight row over the queries. Scores of a block of documents accumulate in a small
+//    dense [block, B] tile that is then transposed into out's rows.
+//  - paired: per thread, the table of the current query (rebuilt when the query changes); each candidate's
+//    terms probe it.
+#include "cpu/sparse_dot.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "common/half.h"
+#include "common/parallel.h"
+
+namespace fusedscore {
+namespace {
+
+constexpr uint32_t kEmpty = 0xffffffffu;
+constexpr int kMaxFilterBits = 21;  // 2^21 bits = 256 KiB; larger vocabularies alias (filter false positives)
+
+inline float weight(const void* v, DType dt, int64_t i) {
+  switch (dt) {
+    case DType::kF32: return static_cast<const float*>(v)[i];
+    case DType::kF16: return half_to_float(static_cast<const uint16_t*>(v)[i]);
+    default: return bf16_to_float(static_cast<const uint16_t*>(v)[i]);
+  }
+}
+
+int log2_ceil(uint64_t x) {
+  int b = 0;
+  while ((uint64_t(1) << b) < x) ++b;
+  return b;
+}
+
+// id -> int32 payload. Capacity is fixed at construction; insert() never sees more than `max_entries` keys.
+class TermTable {
+ public:
+  TermTable() = default;
+  TermTable(int64_t max_entries, int64_t vocab_size) {
+    bits_ = std::max(4, log2_ceil(static_cast<uint64_t>(std::max<int64_t>(1, 2 * max_entries))));
+    keys_.assign(size_t(1) << bits_, kEmpty);
+    vals_.assign(size_t(1) << bits_, 0);
+    const int fb = std::min(kMaxFilterBits, std::max(6, log2_ceil(static_cast<uint64_t>(std::max<int64_t>(1, vocab_size)))));
+    fmask_ = (uint32_t(1) << fb) - 1u;
+    filter_.assign((size_t(1) << fb) / 64, 0);
+  }
+
+  // Insert `id` if absent; returns its slot. (Repeated ids keep the first payload; callers merge first.)
+  int64_t insert(uint32_t id, int32_t payload, bool* fresh) {
+    const uint32_t mask = (uint32_t(1) << bits_) - 1u;
+    uint32_t s = hash(id);
+    while (keys_[s] != kEmpty && keys_[s] != id) s = (s + 1) & mask;
+    *fresh = keys_[s] != id;
+    if (*fresh) {
+      keys_[s] = id;
+      vals_[s] = payload;
+      const uint32_t f = id & fmask_;
+      filter_[f >> 6] |= uint64_t(1) << (f & 63);
+    }
+    return s;
+  }
+  int32_t& payload(int64_t slot) { return vals_[size_t(slot)]; }
+
+  // 1 if `id` may be in the table (the membership bitmap; exact unless ids alias modulo the filter size).
+  inline uint32_t maybe(uint32_t id) const {
+    const uint32_t f = id & fmask_;
+    return uint32_t(filter_[f >> 6] >> (f & 63)) & 1u;
+  }
+
+  // The payload of `id`, or -1. The filter test is the fast path for absent ids.
+  inline int32_t find(uint32_t id) const {
+    if (!maybe(id)) return -1;
+    return probe(id);
+  }
+
+  // The payload of `id`, or -1, without the filter test.
+  inline int32_t probe(uint32_t id) const {
+    const uint32_t mask = (uint32_t(1) << bits_) - 1u;
+    for (uint32_t s = hash(id);; s = (s + 1) & mask) {
+      const uint32_t k = keys_[s];
+      if (k == id && k != kEmpty) return vals_[s];
+      if (k == kEmpty) return -1;
+    }
+  }
+
+  // Remove every key of ids[0..n) (cheaper than clearing the whole filter when the table is reused).
+  void clear(const int32_t* ids, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) {
+      const uint32_t f = uint32_t(ids[i]) & fmask_;
+      filter_[f >> 6] = 0;
+    }
+    std::fill(keys_.begin(), keys_.end(), kEmpty);
+  }
+
+ private:
+  inline uint32_t hash(uint32_t id) const { return (id * 0x9E3779B1u) >> (32 - bits_); }
+
+  int bits_ = 4;
+  uint32_t fmask_ = 0;
+  std::vector<uint32_t> keys_;
+  std::vector<int32_t> vals_;
+  std::vector<uint64_t> filter_;
+};
+
+int64_t max_row_nnz(const int64_t* off, int64_t n) {
+  int64_t m = 0;
+  for (int64_t i = 0; i < n; ++i) m = std::max(m, off[i + 1] - off[i]);
+  return m;
+}
+
+void sparse_all_pairs(const SparseDotArgs& a) {
+  const int64_t B = a.n_queries, N = a.n_docs;
+  const int64_t nnz_q = a.q_off[B];
+  const int64_t Bp = (B + 15) / 16 * 16;  // a dense row over the queries, padded for whole vectors
+  // Inverted index of the queries: term -> entry e. A frequent term (in >= Bp/16 queries) gets a dense row
+  // of weights over all queries (zeros where absent): one vectorisable multiply-add over Bp lanes beats df
+  // scattered updates. A rare term keeps its postings post_q/post_w[start[e]:start[e+1]]. Adding 0 * w for an
+  // absent query leaves the sum unchanged, so both forms give the same bits.
+  TermTable table(nnz_q, a.vocab_size);
+  std::vector<int32_t> entry_of(static_cast<size_t>(nnz_q));
+  std::vector<int64_t> count;
+  for (int64_t p = 0; p < nnz_q; ++p) {
+    bool fresh;
+    const int64_t s = table.insert(uint32_t(a.q_idx[p]), int32_t(count.size()), &fresh);
+    if (fresh) count.push_back(0);
+    entry_of[p] = table.payload(s);
+    ++count[size_t(entry_of[p])];
+  }
+  const size_t n_entries = count.size();
+  std::vector<int64_t> start(n_entries + 1, 0), dense_row(n_entries, -1);
+  int64_t n_dense = 0;
+  for (size_t e = 0; e < n_entries; ++e) {
+    const bool dense = count[e] * 16 >= Bp;
+    if (dense) dense_row[e] = n_dense++;
+    start[e + 1] = start[e] + (dense ? 0 : count[e]);
+  }
+  std::vector<int32_t> post_q(static_cast<size_t>(start[n_entries]));
+  std::vector<float> post_w(static_cast<size_t>(start[n_entries]));
+  std::vector<float> dense(static_cast<size_t>(n_dense * Bp), 0.0f);
+  std::vector<int64_t> fill(start.begin(), start.end() - 1);
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t p = a.q_off[b]; p < a.q_off[b + 1]; ++p) {
+      const size_t e = size_t(entry_of[p]);
+      const float w = weight(a.q_val, a.dtype, p);
+      if (dense_row[e] >= 0) {
+        dense[size_t(dense_row[e] * Bp + b)] = w;
+      } else {
+        const int64_t at = fill[e]++;
+        post_q[size_t(at)] = int32_t(b);
+        post_w[size_t(at)] = w;
+      }
+    }
+  }
+
+  // Documents in blocks of nb: acc[j * Bp + b] is query b's score for document n0 + j (a small L1/L2 tile),
+  // transposed into out's rows when the block is done.
+  const int64_t nb = std::max<int64_t>(1, std::min<int64_t>(64, 8192 / Bp));
+  const int64_t n_blocks = (N + nb - 1) / nb;
+  const int64_t grain = std::max<int64_t>(1, n_blocks / (int64_t(max_threads()) * 16));
+  const int threads = threads_for((n_blocks + grain - 1) / grain);
+  std::vector<std::vector<float>> acc(threads, std::vector<float>(static_cast<size_t>(nb * Bp)));
+  const int64_t max_len = max_row_nnz(a.d_off, N);
+  std::vector<std::vector<int32_t>> hit_buf(threads, std::vector<int32_t>(static_cast<size_t>(max_len)));
+  const int32_t* pq = post_q.data();
+  const float* pw = post_w.data();
+  const int64_t* st = start.data();
+  const int64_t* dr = dense_row.data();
+  const float* dw = dense.data();
+  parallel_for(n_blocks, grain, threads, [&](int slot, int64_t lo, int64_t hi) {
+    float* t = acc[slot].data();
+    int32_t* hits = hit_buf[slot].data();
+    for (int64_t blk = lo; blk < hi; ++blk) {
+      const int64_t n0 = blk * nb, cnt = std::min(nb, N - n0);
+      std::fill(t, t + cnt * Bp, 0.0f);
+      for (int64_t j = 0; j < cnt; ++j) {
+        const int64_t n = n0 + j;
+        float* row = t + j * Bp;
+        // Filter first, without branches: whether a term hits is data-dependent (about a coin flip on
+        // Zipf-distributed vocabularies), so a branch per term would mispredict constantly.
+        const int64_t len = a.d_off[n + 1] - a.d_off[n];
+        const int32_t* ids = a.d_idx + a.d_off[n];
+        int64_t nh = 0;
+        for (int64_t i = 0; i < len; ++i) {
+          hits[nh] = int32_t(i);
+          nh += table.maybe(uint32_t(ids[i]));
+        }
+        for (int64_t h = 0; h < nh; ++h) {
+          const int64_t p = a.d_off[n] + hits[h];
+          const int32_t e = table.probe(uint32_t(a.d_idx[p]));
+          if (e < 0) continue;
+          const float w = weight(a.d_val, a.dtype, p);
+          if (dr[e] >= 0) {
+            const float* wq = dw + dr[e] * Bp;
+            for (int64_t b = 0; b < Bp; ++b) row[b] += wq[b] * w;
+          } else {
+            for (int64_t k = st[e]; k < st[e + 1]; ++k) row[pq[k]] += pw[k] * w;
+          }
+        }
+      }
+      for (int64_t b = 0; b < B; ++b) {
+        float* o = a.out + b * N + n0;
+        for (int64_t j = 0; j < cnt; ++j) o[j] = t[j * Bp + b];
+      }
+    }
+  });
+}
+
+void sparse_paired(const SparseDotArgs& a) {
+  const int64_t N = a.n_docs;
+  const int64_t max_q = max_row_nnz(a.q_off, a.n_queries);
+  const int64_t grain = std::max<int64_t>(1, N / (int64_t(max_threads()) * 32));
+  const int threads = threads_for((N + grain - 1) / grain);
+  std::vector<TermTable> tables;
+  std::vector<std::vector<float>> wq(threads, std::vector<float>(static_cast<size_t>(max_q)));
+  for (int t = 0; t < threads; ++t) tables.emplace_back(max_q, a.vocab_size);
+  std::vector<int64_t> cached_query(threads, -1);  // per thread, across chunks: whose terms the table holds
+  parallel_for(N, grain, threads, [&](int slot, int64_t lo, int64_t hi) {
+    TermTable& table = tables[slot];
+    float* w = wq[slot].data();
+    int64_t& cached = cached_query[slot];
+    for (int64_t n = lo; n < hi; ++n) {
+      const int64_t b = a.query_index[n];
+      if (b != cached) {
+        if (cached >= 0) table.clear(a.q_idx + a.q_off[cached], a.q_off[cached + 1] - a.q_off[cached]);
+        for (int64_t p = a.q_off[b]; p < a.q_off[b + 1]; ++p) {
+          bool fresh;
+          const int64_t i = p - a.q_off[b];
+          w[i] = weight(a.q_val, a.dtype, p);
+          table.insert(uint32_t(a.q_idx[p]), int32_t(i), &fresh);
+        }
+        cached = b;
+      }
+      float s = 0.0f;
+      if (a.q_off[b + 1] > a.q_off[b]) {
+        for (int64_t p = a.d_off[n]; p < a.d_off[n + 1]; ++p) {
+          const int32_t i = table.find(uint32_t(a.d_idx[p]));
+          if (i >= 0) s += w[i] * weight(a.d_val, a.dtype, p);
+        }
+      }
+      a.out[n] = s;
+    }
+  });
+}
+
+}  // namespace
+
+void sparse_dot(const SparseDotArgs& args) {
+  if (args.n_docs == 0 || (args.query_index == nullptr && args.n_queries == 0)) return;
+  if (args.query_index == nullptr)
+    sparse_all_pairs(args);
+  else
+    sparse_paired(args);
+}
+
+}  // namespace fusedscore

@@ -1,0 +1,34 @@
+// Learned-sparse dot product on CPU:  out[b, n] = sum over term ids t in both rows of w_q[b, t] * w_d[n, t].
+//
+// Inputs are CSR: ids int32 [nnz] (sorted and unique within a row, as SparseVectors guarantees), weights
+// [nnz] fp32 | fp16 | bf16 (raw uint16 bits), offsets int64 [rows+1]. fp32 accumulation, fp32 out.
+// Modes: all-pairs (query_index == nullptr, out [B, N] row-major) or paired (query_index [N], out [N]).
+// Empty rows score 0. Ids outside [0, vocab_size) never cause an out-of-bounds access (they are hashed), they
+// simply match equal ids.
+#pragma once
+
+#include <cstdint>
+
+#include "cpu/maxsim.h"  // DType
+
+namespace fusedscore {
+
+struct SparseDotArgs {
+  const int32_t* q_idx;  // [nnz_q]
+  const void* q_val;     // [nnz_q]
+  const int64_t* q_off;  // [B+1]
+  int64_t n_queries;     // B
+  const int32_t* d_idx;  // [nnz_d]
+  const void* d_val;     // [nnz_d]
+  const int64_t* d_off;  // [N+1]
+  int64_t n_docs;        // N
+  const int64_t* query_index;  // [N] or nullptr (all-pairs)
+  int64_t vocab_size;          // V, sizes the membership filter
+  DType dtype;
+  float* out;  // [B, N] or [N]
+};
+
+// Validated inputs only (the bindings check shapes, offsets and query_index).
+void sparse_dot(const SparseDotArgs& args);
+
+}  // namespace fusedscore

@@ -273,3 +273,18 @@ def test_compute_score_real_tiny_bgem3_matches_flagembedding(tmp_path):
         pv = torch.from_numpy(m.encode([p], max_length=64, return_colbert_vecs=True)["colbert_vecs"][0]).double()
         exp_c.append(float((qv @ pv.T).max(1).values.mean()))
     assert np.allclose(got["colbert"], exp_c, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.encoders
+def test_bgem3_methods_delegate_to_compat(tmp_path):
+    enc = pytest.importorskip("fusedscore.encoders")
+    from _tiny_models import TEXTS, build_bgem3
+
+    m = enc.BGEM3.from_pretrained(str(build_bgem3(tmp_path / "m3")), device="cpu")
+    pairs = [(TEXTS[0], TEXTS[2]), (TEXTS[5], TEXTS[0])]
+    got, exp = m.compute_score(pairs, max_passage_length=64), compat.compute_score(m, pairs, max_passage_length=64)
+    assert list(got) == list(exp) and all(np.allclose(got[k], exp[k], rtol=1e-6, atol=1e-7) for k in exp)
+    out = m.encode(TEXTS[:3], return_sparse=True, return_colbert_vecs=True)
+    lw, cv = out["lexical_weights"], out["colbert_vecs"]
+    assert np.array_equal(m.compute_lexical_matching_score(lw, lw), compat.compute_lexical_matching_score(lw, lw))
+    assert float(m.colbert_score(cv[0], cv[2])) == pytest.approx(float(compat.colbert_score(cv[0], cv[2])), rel=1e-6)

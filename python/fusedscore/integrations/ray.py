@@ -1,0 +1,336 @@
+"""Batch reranking on Ray Data: the local ``Reranker``, mapped over a dataset of (query, candidates) rows.
+
+    import ray
+    from fusedscore.integrations.ray import rerank_dataset
+
+    ray.init()                                    # or ray.init(address="auto") on a running cluster
+    ds = ray.data.read_json("/shared/queries.jsonl")  # rows {"qid", "query", "candidates": [...]}
+    ranked = rerank_dataset(ds, "/shared/models/colbert", concurrency=4, num_gpus=1, top_k=100)
+    ranked.write_parquet("/shared/ranked")
+
+Rows (one per query), in either form:
+
+- ``{"qid": ..., "query": str, "candidates": [{"doc_id": ..., "text": str}, ...]}`` ->
+  ``{"qid": ..., "query": ..., "results": [{"doc_id": ..., "score": float}, ...]}``
+- ``{"qid": ..., "query": str, "candidates": [str, ...]}`` (or the column ``documents``) ->
+  ``{..., "results": [{"corpus_id": int, "score": float}, ...]}`` (``corpus_id`` indexes the list)
+
+Every column except ``candidates`` / ``documents`` passes through unchanged; ``results`` is sorted best
+first and cut to ``top_k``; a score of ``-inf`` (a document with no scoreable token) is ``None``.
+
+Scoring is ``fusedscore.cli_rerank.rerank_rows`` on a ``fusedscore.Reranker``: exactly the code path of the
+local API and of ``fusedscore rerank`` (one ``rerank_batch`` call per batch of rows); this module only
+converts batches and wires ``map_batches``. Each Ray actor loads the model once, in ``__init__``.
+``model_dir`` must be readable on every node (a shared filesystem), and fusedscore installed there.
+
+Ray is an optional dependency (``pip install "fusedscore[ray]"``), imported on first use only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+__all__ = ["RerankPredictor", "rerank_dataset", "run_cli"]
+
+_LIST_COLUMNS = ("candidates", "documents")
+_BATCH_FORMATS = ("numpy", "pandas")
+
+
+def _import_ray() -> Any:
+    """``import ray`` (with Ray Data), or a RuntimeError saying how to install it."""
+    try:
+        import ray
+        import ray.data  # noqa: F401 - Ray Data ships in the ray[data] extra
+    except ImportError as e:
+        raise RuntimeError(f'fusedscore.integrations.ray: ray[data] must be installed (pip install "fusedscore[ray]"), '
+                           f"got ImportError: {e}") from e
+    return ray
+
+
+def _assigned_gpus() -> list[Any]:
+    """GPU ids Ray gave this worker (Ray sets CUDA_VISIBLE_DEVICES to them), [] outside a Ray worker."""
+    try:
+        import ray
+    except ImportError:
+        return []
+    return list(ray.get_gpu_ids()) if ray.is_initialized() else []
+
+
+def _py(x: Any) -> Any:
+    """Arrow/NumPy-backed values (object arrays, numpy scalars) -> plain Python lists, dicts and scalars."""
+    if isinstance(x, np.ndarray):
+        return x.item() if x.ndim == 0 else [_py(v) for v in x]
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, dict):
+        return {k: _py(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_py(v) for v in x]
+    return x
+
+
+def _object_array(items: Sequence[Any]) -> np.ndarray:
+    """A 1-D object array of ``items`` (np.array would turn equal-length lists into a 2-D array)."""
+    out = np.empty(len(items), dtype=object)
+    for i, x in enumerate(items):
+        out[i] = x
+    return out
+
+
+class RerankPredictor:
+    """Callable class for ``ray.data.Dataset.map_batches``: reranks a batch of rows with a ``Reranker``.
+
+    The model is loaded once per actor, here; each call scores its batch with one ``rerank_batch``.
+    Usable without Ray too (call it on a batch), which is how its conversions are tested.
+
+    Args:
+        model_dir: local model directory (any format ``fusedscore.encoders.load`` reads), readable by the worker.
+        mode, weights, normalize, fusion, max_memory, **reranker_kwargs: as ``fusedscore.Reranker``.
+        top_k: keep the best ``top_k`` per query (default: all).
+        device: "cpu", "cuda", ... Default: "cuda" when Ray assigned this worker a GPU, else the model's default.
+        batch_size: encoder batch size (texts per forward pass), as ``fusedscore rerank --batch-size``.
+        return_documents: add each document's ``text`` to its result.
+    Raises:
+        ValueError, TypeError: from ``Reranker`` (bad mode, weights, ...) and ``check``-style argument errors.
+    """
+
+    def __init__(self, model_dir: str, *, mode: Any = None, top_k: int | None = None, device: Any = None,
+                 batch_size: int = 32, weights: Any = None, normalize: str = "none", fusion: str = "weighted",
+                 max_memory: int | None = None, return_documents: bool = False, **reranker_kwargs: Any):
+        from .. import _check as C
+        from ..rerank import Reranker
+
+        where = "RerankPredictor"
+        self.top_k = None if top_k is None else C.check_k(top_k, where, "top_k")
+        self.batch_size = C.check_k(batch_size, where, "batch_size")
+        self.return_documents = bool(return_documents)
+        if device is None and _assigned_gpus():
+            device = "cuda"  # Ray masks CUDA_VISIBLE_DEVICES to this actor's GPU(s): cuda means cuda:0 of those
+        self.device = device
+        self.reranker = Reranker(str(model_dir), mode=mode, weights=weights, normalize=normalize, fusion=fusion,
+                                 max_memory=max_memory, device=device, **reranker_kwargs)
+
+    def rank_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Rerank rows in the ``fusedscore rerank`` JSONL forms (``documents`` or ``candidates`` of
+        ``{doc_id, text}``): ``cli_rerank.rerank_rows`` with this predictor's reranker and options."""
+        from ..cli_rerank import rerank_rows
+
+        return rerank_rows(self.reranker, rows, top_k=self.top_k, batch_size=self.batch_size,
+                           return_documents=self.return_documents)
+
+    def __call__(self, batch: Any) -> Any:
+        """``{column: [n] values}`` (dict of numpy arrays, or a pandas DataFrame) -> the same format, with
+        ``candidates`` / ``documents`` replaced by ``results``; other columns pass through unchanged."""
+        where = "RerankPredictor"
+        is_pandas = type(batch).__name__ == "DataFrame" and hasattr(batch, "columns")
+        if not is_pandas and not isinstance(batch, dict):
+            raise TypeError(f"{where}: batch must be a dict of numpy arrays or a pandas DataFrame "
+                            f"(map_batches batch_format='numpy' or 'pandas'), got {type(batch).__name__}")
+        columns = list(batch.columns) if is_pandas else list(batch)
+        rows = _rows_of(batch, columns, is_pandas, where)
+        results = [o["results"] for o in self.rank_rows(rows)]
+        keep = [c for c in columns if c not in _LIST_COLUMNS]
+        if is_pandas:
+            import pandas as pd
+
+            return batch[keep].assign(results=pd.Series(_object_array(results), index=batch.index, dtype=object))
+        out = {c: batch[c] for c in keep}
+        out["results"] = _object_array(results)
+        return out
+
+
+def _rows_of(batch: Any, columns: list[str], is_pandas: bool, where: str) -> list[dict[str, Any]]:
+    """The batch's rows as validated ``cli_rerank`` rows: ``query`` plus ``documents`` (candidates given as
+    strings) or ``candidates`` (``{doc_id, text}`` objects)."""
+    from ..cli_rerank import BadLine, parse_row
+
+    have = [c for c in _LIST_COLUMNS if c in columns]
+    if "query" not in columns or len(have) != 1:
+        raise ValueError(f"{where}: batch must have the columns 'query' and one of 'candidates' or 'documents', "
+                         f"got {columns}")
+    col = have[0]
+
+    def values(name: str) -> list[Any]:
+        v = batch[name]
+        return v.tolist() if is_pandas else list(v)
+
+    queries, lists = values("query"), values(col)
+    qids = values("qid") if "qid" in columns else [None] * len(queries)
+    rows = []
+    for i, (q, cands, qid) in enumerate(zip(queries, lists, qids)):
+        cands, q = _py(cands), _py(q)
+        is_texts = isinstance(cands, list) and all(isinstance(c, str) for c in cands)
+        obj = {"query": q, "documents" if is_texts else "candidates": cands}
+        try:
+            rows.append(parse_row(obj, i + 1))
+        except BadLine as e:
+            name = f"qid={_py(qid)!r}" if "qid" in columns else f"{i} of the batch"
+            raise ValueError(f"{where}: row {name}: {e.why}") from None
+    return rows
+
+
+# ----------------------------------------------------------------------------- the Dataset helper
+def _compute_strategy(ray: Any, concurrency: Any, where: str) -> Any:
+    """``concurrency`` (actors: n, or (min, max) autoscaling; None = 1 up to what the cluster fits) -> an
+    ``ActorPoolStrategy`` (``map_batches(concurrency=)`` is deprecated since Ray 2.51; ``compute=`` works
+    from Ray 2.9 on)."""
+    pool = ray.data.ActorPoolStrategy
+    if concurrency is None:
+        return pool(min_size=1, max_size=None)
+    if isinstance(concurrency, (int, np.integer)) and not isinstance(concurrency, bool) and concurrency > 0:
+        return pool(size=int(concurrency))
+    if (isinstance(concurrency, tuple) and len(concurrency) == 2
+            and all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in concurrency)
+            and 0 < concurrency[0] <= concurrency[1]):
+        return pool(min_size=int(concurrency[0]), max_size=int(concurrency[1]))
+    raise ValueError(f"{where}: concurrency must be None, an int > 0 or a (min, max) tuple with 0 < min <= max, "
+                     f"got {concurrency!r}")
+
+
+def rerank_dataset(ds: Any, model_dir: str, *, mode: Any = None, top_k: int | None = None, device: Any = None,
+                   batch_size: int = 32, queries_per_batch: int = 64, num_gpus: float = 0,
+                   num_cpus: float | None = None, concurrency: Any = None, batch_format: str = "numpy",
+                   return_documents: bool = False, **reranker_kwargs: Any) -> Any:
+    """Rerank every row of a Ray Dataset with ``RerankPredictor`` actors (lazy: returns the mapped Dataset).
+
+    Args:
+        ds: a ``ray.data.Dataset`` of rows ``{"qid", "query", "candidates": [...]}`` (module docstring).
+        model_dir: model directory readable on every worker node.
+        mode, top_k, device, batch_size, return_documents, **reranker_kwargs: as ``RerankPredictor``
+            (``batch_size`` is the encoder's, texts per forward pass).
+        queries_per_batch: rows per ``map_batches`` call, i.e. per ``rerank_batch`` (``--queries-per-batch``).
+        num_gpus: GPUs per actor (fractions share a GPU); > 0 puts the model on "cuda" unless ``device`` says.
+        num_cpus: CPUs per actor (Ray's default 1; Ray sets the actor's OMP/torch threads to it).
+        concurrency: number of actors: n, a (min, max) autoscaling range, or None (1 up to what fits).
+        batch_format: "numpy" (dict of arrays) or "pandas": the format the predictor receives and returns.
+    Returns:
+        The Dataset of ranked rows (``results`` instead of ``candidates``). Row order follows Ray Data's
+        ``preserve_order`` execution option; match rows by ``qid`` otherwise.
+    Raises:
+        RuntimeError: Ray Data is not installed.  ValueError, TypeError: bad arguments.
+    """
+    from .. import _check as C
+
+    where = "rerank_dataset"
+    ray = _import_ray()
+    if not isinstance(ds, ray.data.Dataset):
+        raise TypeError(f"{where}: ds must be a ray.data.Dataset, got {type(ds).__name__}")
+    if batch_format not in _BATCH_FORMATS:
+        raise ValueError(f"{where}: batch_format must be one of {_BATCH_FORMATS}, got {batch_format!r}")
+    queries_per_batch = C.check_k(queries_per_batch, where, "queries_per_batch")
+    for name, v in (("num_gpus", num_gpus), ("num_cpus", num_cpus)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0):
+            raise ValueError(f"{where}: {name} must be a number >= 0, got {v!r}")
+    compute = _compute_strategy(ray, concurrency, where)
+    remote_args: dict[str, Any] = {}
+    if num_gpus:
+        remote_args["num_gpus"] = num_gpus
+    if num_cpus is not None:
+        remote_args["num_cpus"] = num_cpus
+    kwargs = dict(mode=mode, top_k=top_k, device=device, batch_size=batch_size, return_documents=return_documents,
+                  **reranker_kwargs)
+    return ds.map_batches(RerankPredictor, fn_constructor_args=(str(model_dir),), fn_constructor_kwargs=kwargs,
+                          batch_size=queries_per_batch, batch_format=batch_format, compute=compute, **remote_args)
+
+
+# ----------------------------------------------------------------------------- fusedscore rerank --ray
+class _JsonLinePredictor(RerankPredictor):
+    """The CLI's worker: a column ``line`` of input JSON lines -> output JSON lines, byte for byte what the
+    local ``fusedscore rerank`` writes for them (pass-through fields included)."""
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = self.rank_rows([json.loads(s) for s in batch["line"]])
+        return {"i": batch["i"],
+                "line": _object_array([json.dumps(o, ensure_ascii=False, allow_nan=False) for o in out])}
+
+
+def _valid_lines(f: Any) -> tuple[list[str], int, Exception | None]:
+    """(the valid lines in order, their pair count, the BadLine that stopped reading or None)."""
+    from ..cli_rerank import BadLine, iter_rows
+
+    last: list[str] = []
+
+    def tee(lines: Any) -> Iterator[str]:
+        for line in lines:
+            last[:] = [line]
+            yield line
+
+    kept, pairs = [], 0
+    try:
+        for _, row in iter_rows(tee(f)):  # iter_rows yields each row right after reading its line
+            kept.append(last[0])
+            pairs += len(row["_texts"])
+    except BadLine as e:
+        return kept, pairs, e
+    return kept, pairs, None
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """``fusedscore rerank --ray [ADDRESS]``: the same job and output file as the local run, on Ray.
+
+    Called by ``cli_rerank.run`` after its argument checks. Connects to ``args.ray`` (an address such as
+    ``auto`` or ``ray://head:10001``; "" starts a local cluster, or joins ``RAY_ADDRESS``), unless Ray is
+    already initialised in this process. The input is read and validated on the driver; rows are scored by
+    ``_JsonLinePredictor`` actors (one GPU each with ``--device cuda``) and written in input order. A bad line
+    stops the run as locally: every line before it is scored and written, then exit status 2.
+    """
+    prog = "fusedscore rerank"
+    try:
+        ray = _import_ray()
+    except RuntimeError as e:
+        print(f"{prog}: error: --ray: {e}", file=sys.stderr)
+        return 2
+    from tqdm import tqdm
+
+    with open(args.input, encoding="utf-8") as fin:
+        lines, n_pairs, bad = _valid_lines(fin)
+    cuda = str(args.device or "").startswith("cuda")
+    weights = [float(w) for w in args.weights.split(",")] if args.weights else None
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=args.ray or None)
+    ctx = ray.data.DataContext.get_current()
+    progress_before = ctx.enable_progress_bars
+    if args.no_progress:
+        ctx.enable_progress_bars = False
+    t0 = time.perf_counter()
+    written = 0
+    try:
+        with open(args.output, "w", encoding="utf-8") as fout, \
+                tqdm(total=len(lines), unit="query", desc="rerank", disable=args.no_progress or None,
+                     file=sys.stderr) as bar:
+            if lines:
+                ds = ray.data.from_items([{"i": i, "line": s} for i, s in enumerate(lines)])
+                ds = ds.map_batches(
+                    _JsonLinePredictor, fn_constructor_args=(args.model,),
+                    fn_constructor_kwargs=dict(mode=args.mode, top_k=args.top_k, device="cuda" if cuda else args.device,
+                                               batch_size=args.batch_size, weights=weights, normalize=args.normalize,
+                                               fusion=args.fusion, max_memory=args.max_memory,
+                                               return_documents=args.return_documents),
+                    batch_size=args.queries_per_batch, batch_format="numpy",
+                    compute=_compute_strategy(ray, None, prog), **({"num_gpus": 1} if cuda else {}))
+                pending: dict[int, str] = {}
+                for row in ds.iter_rows():  # rows come back in any order: write them in input order
+                    pending[int(row["i"])] = row["line"]
+                    while written in pending:
+                        fout.write(pending.pop(written) + "\n")
+                        written += 1
+                        bar.update(1)
+    finally:
+        ctx.enable_progress_bars = progress_before
+        if started:
+            ray.shutdown()
+    dt = time.perf_counter() - t0
+    if bad is not None:
+        print(f"{prog}: error: {args.input}:{bad.lineno}: {bad.why} ({written} queries before it were "
+              f"written to {args.output})", file=sys.stderr)
+    print(f"{prog}: {written} queries, {n_pairs} pairs in {dt:.2f} s ({n_pairs / dt if dt > 0 else 0.0:.1f} pairs/s)"
+          f" on Ray -> {args.output}")
+    return 2 if bad is not None else 0

@@ -48,7 +48,7 @@ def _rows(doc, case):
 
 def test_document_fields(doc):
     for key in ("schema", "date", "git", "device", "env", "versions", "threads", "options", "machine", "cases",
-                "results", "errors"):
+                "results", "errors", "notes"):
         assert key in doc, key
     assert doc["env"]["native"] in (True, False)
     assert doc["threads"]["torch_threads"] == torch.get_num_threads()
@@ -177,6 +177,17 @@ def test_failing_impl_is_reported_not_raised():
     r = _rows(d, TINY[0].name)["broken"]
     assert r["status"] == "error" and "KeyError" in r["note"]
     assert d["errors"] == []  # only a failing fusedscore row fails the run
+
+
+def test_busy_machine_is_noted(monkeypatch):
+    """Rates re-measured after the cases that moved by > 25% put a note in the document."""
+    seen = iter([RATES, {**RATES, "matmul_gflops": {"fp32": 50.0, "bf16": 400.0}}])
+    monkeypatch.setattr(runner, "measure_rates", lambda device, quick=False: next(seen))
+    fused = [i for i in _fast_impls() if i.name == "fusedscore"]
+    d = runner.run([TINY[0]], impls=fused, budget_s=0.01, progress=False)
+    assert d["machine_end"]["matmul_gflops"]["fp32"] == 50.0
+    assert len(d["notes"]) == 1 and "fp32 matmul GFLOP/s 100 -> 50" in d["notes"][0]
+    assert "NOTE: the machine's rates changed" in render_text(d)
 
 
 def test_agreement_rules():

@@ -146,6 +146,8 @@ def bench_command(args: argparse.Namespace) -> int:
             if rows is not None:
                 doc[module] = rows
                 say("\n".join(rows_table(module, rows)))
+    for n in doc["notes"]:
+        say(f"NOTE: {n}")
     for e in doc["errors"]:
         print(f"ERROR: {e}", file=sys.stderr)
     written = []

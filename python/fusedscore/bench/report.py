@@ -106,8 +106,10 @@ def _extras(doc: dict[str, Any], markdown: bool) -> list[str]:
     for key, title in (("encoders", "encoders (end-to-end encode throughput)"), ("rerank", "rerank (end-to-end)")):
         if key in doc:
             out += rows_table(title, doc[key], markdown)
+    for n in doc.get("notes", []):
+        out.append(("- note: " if markdown else "NOTE: ") + n)
     for e in doc.get("errors", []):
-        out.append(("- " if markdown else "ERROR: ") + e)
+        out.append(("- error: " if markdown else "ERROR: ") + e)
     return out
 
 

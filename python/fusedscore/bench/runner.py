@@ -13,7 +13,7 @@ Document layout (``schema`` 1)::
      "results": [{"case", "impl", "kind", "status": "ok"|"skipped"|"error", "note", "backend",
                   "median_ms", "p20_ms", "p80_ms", "runs", "gflops", "gbps", "roofline_frac",
                   "fusedscore_speedup", "extrapolated_from", "check", "warnings"}],
-     "errors": [...]}
+     "errors": [...], "notes": [...], "machine_end": measure_rates() again after the cases}
 """
 
 from __future__ import annotations
@@ -193,8 +193,9 @@ def run(cases: Iterable[Case], *, impls: list[Impl] | None = None, impl_names: I
         "git": git_info(), "device": describe_device(device), "env": backend_info(), "versions": versions(),
         "threads": thread_info(), "options": {"quick": quick, "device": device, "budget_s": budget, **(options or {})},
         "machine": rates if rates is not None else measure_rates(device, quick), "cases": [], "results": [],
-        "errors": [],
+        "errors": [], "notes": [],
     }
+    measured_here = rates is None
     dev_kind = "cuda" if device.startswith("cuda") else "cpu"
     from tqdm.auto import tqdm
 
@@ -228,4 +229,21 @@ def run(cases: Iterable[Case], *, impls: list[Impl] | None = None, impl_names: I
         if on_case is not None:
             on_case(entry, rows, doc)
     bar.close()
+    if measured_here:
+        _recheck_rates(doc, device, quick)
     return doc
+
+
+def _recheck_rates(doc: dict[str, Any], device: str, quick: bool) -> None:
+    """Measure the machine again after the cases: rates that moved by more than 25% mean the machine was
+    busy (other processes, thermal limits), and every roofline fraction of the run is then unreliable."""
+    end = measure_rates(device, quick)
+    doc["machine_end"] = end
+    start = doc["machine"]
+    pairs = [(f"{k} matmul GFLOP/s", start["matmul_gflops"][k], end["matmul_gflops"][k]) for k in start["matmul_gflops"]]
+    pairs.append(("copy GB/s", start["copy_gbps"], end["copy_gbps"]))
+    moved = [f"{name} {a:.0f} -> {b:.0f}" for name, a, b in pairs if max(a, b) > 1.25 * min(a, b)]
+    if moved:
+        doc["notes"].append("the machine's rates changed during the run (" + ", ".join(moved) + "): it was busy, "
+                            "so times are noisy and % roofline is unreliable; ratios from one case are still "
+                            "like for like")

@@ -1,0 +1,267 @@
+"""MaxSim on CPU: the native kernels (every SIMD level the host has) and the reference backend against
+``reference.maxsim_ref(upcast=True)``; semantics of empty/padded inputs; error messages.
+
+Shapes target the C++ kernel's blocking (csrc/cpu/maxsim_impl-inl.h): a query tile is up to 4 vectors of 16
+lanes (AVX-512; 2 x 8 on AVX2), a register block holds 16/12/8/6 document rows for 1/2/3/4 query vectors
+(8/4 on AVX2), tails run 4-row then 1-row blocks, and documents are scored in row chunks of 32768 / D rows.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fusedscore as fs
+from fusedscore import _dispatch
+from fusedscore.containers import MultiVectors
+from fusedscore.reference import maxsim_ref
+
+from _tol import assert_scores_close, key_for
+from conftest import DIMS, DTYPES
+
+NATIVE = _dispatch.native_module()
+LEVELS = NATIVE.info()["simd_levels"] if NATIVE is not None else []
+needs_native = pytest.mark.skipif(NATIVE is None, reason=f"native extension not built: {_dispatch._NATIVE_ERR!r}")
+
+# Query lengths: 1 (a single lane), 15/16/17 (around one 16-lane vector), 32 (ColBERT's query length: two
+# vectors), 33 (three vectors, NV=3 tile), 128 (two full 64-lane tiles on AVX-512, eight 16-lane tiles on AVX2).
+LQ = [1, 15, 16, 17, 32, 33, 128]
+# Document lengths: 0 (empty: -inf), 1 (1-row blocks only), 3 (below the 4-row tail block), 4/5 (one tail
+# block, then a 1-row one), 6/8/12/16 (exactly one main block for NV=4/3/2/1), 7/9/11/13/15/17 (one either side),
+# 24/25 (two blocks, then a tail), 49 (several blocks, a 4-row tail and a 1-row tail).
+LD = [0, 1, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 15, 16, 17, 24, 25, 49]
+
+
+@pytest.fixture(params=LEVELS or [pytest.param(None, marks=needs_native)])
+def simd(request):
+    """Run the test once per SIMD level of this CPU/build, restoring the level afterwards."""
+    prev = NATIVE.set_simd(request.param)
+    yield request.param
+    NATIVE.set_simd(prev)
+
+
+def _multivectors(lengths: list[int], dim: int, dtype: torch.dtype, seed: int) -> MultiVectors:
+    g = torch.Generator().manual_seed(seed)
+    return MultiVectors.from_list([torch.randn(n, dim, generator=g).to(dtype) for n in lengths], dim=dim, dtype=dtype)
+
+
+def _abs(x: MultiVectors) -> MultiVectors:
+    return MultiVectors(x.values.abs(), x.offsets)
+
+
+def _paired_groups(n_queries: int, n_docs: int) -> torch.Tensor:
+    """Candidate groups of uneven sizes (including an empty one when there are enough queries)."""
+    cuts = sorted({(i * i * 7) % (n_docs + 1) for i in range(1, n_queries)})
+    cuts = (cuts + [n_docs] * n_queries)[: n_queries - 1]
+    return torch.tensor([0] + sorted(cuts) + [n_docs])
+
+
+def _check(q: MultiVectors, d: MultiVectors, got: torch.Tensor, query_index=None, reduce="sum") -> None:
+    ref = maxsim_ref(q, d, query_index=query_index, reduce=reduce)
+    mag = maxsim_ref(_abs(q), _abs(d), query_index=query_index, reduce=reduce)
+    assert_scores_close(got, ref, mag, key_for(q.dtype))
+
+
+@functools.lru_cache(maxsize=None)
+def _case(dim: int, dtype: torch.dtype, mode: str, reduce: str):
+    """Inputs and the float64 reference, computed once and shared by every SIMD level."""
+    q = _multivectors(LQ, dim, dtype, seed=dim)
+    d = _multivectors(LD, dim, dtype, seed=1000 + dim)
+    groups = _paired_groups(len(q), len(d)) if mode == "pairs" else None
+    qi = fs.ops.groups_to_query_index(groups, len(q), len(d), "test") if groups is not None else None
+    ref = maxsim_ref(q, d, query_index=qi, reduce=reduce)
+    mag = maxsim_ref(_abs(q), _abs(d), query_index=qi, reduce=reduce)
+    return q, d, groups, ref, mag
+
+
+@needs_native
+@pytest.mark.parametrize("reduce", ["sum", "mean"])
+@pytest.mark.parametrize("mode", ["all", "pairs"])
+@pytest.mark.parametrize("dim", DIMS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_native_matches_reference(simd, dtype, dim, mode, reduce):
+    q, d, groups, ref, mag = _case(dim, dtype, mode, reduce)
+    got = fs.maxsim(q, d, mode=mode, groups=groups, reduce=reduce, backend="native")
+    assert got.dtype == torch.float32
+    assert_scores_close(got, ref, mag, key_for(dtype))
+
+
+@needs_native
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dim", [7, 128, 129])
+def test_long_queries_and_documents(simd, dtype, dim):
+    """Lq = 300 needs five query tiles (the last one partial); Ld = 300 and 520 cross the row-chunk boundary
+    (32768 / D rows, 256 at D = 128), so running maxima must carry across chunks."""
+    q, d, ref, mag = _long_case(dtype, dim)
+    assert_scores_close(fs.maxsim(q, d, backend="native"), ref, mag, key_for(dtype))
+
+
+@functools.lru_cache(maxsize=None)
+def _long_case(dtype: torch.dtype, dim: int):
+    q = _multivectors([300, 32], dim, dtype, seed=7)
+    d = _multivectors([300, 520, 64], dim, dtype, seed=8)
+    return q, d, maxsim_ref(q, d), maxsim_ref(_abs(q), _abs(d))
+
+
+@needs_native
+def test_paired_unsorted_query_index(simd):
+    """Documents of one query need not be contiguous: each thread re-packs when the query changes."""
+    q = _multivectors([32, 5, 17, 0], 24, torch.float32, seed=3)
+    d = _multivectors([int(x) for x in torch.randint(0, 40, (200,), generator=torch.Generator().manual_seed(4))],
+                      24, torch.float32, seed=5)
+    qi = torch.randint(0, len(q), (len(d),), generator=torch.Generator().manual_seed(6))
+    out = torch.empty(len(d))
+    NATIVE.maxsim(q.values.numpy(), q.offsets.numpy(), d.values.numpy(), d.offsets.numpy(), qi.numpy(), "float32",
+                  False, out.numpy())
+    _check(q, d, out, query_index=qi)
+
+
+@needs_native
+@settings(max_examples=30, deadline=None)
+@given(
+    q_lens=st.lists(st.integers(0, 70), min_size=0, max_size=4),
+    d_lens=st.lists(st.integers(0, 40), min_size=0, max_size=6),
+    dim=st.integers(1, 40),
+    dtype=st.sampled_from(DTYPES),
+    reduce=st.sampled_from(["sum", "mean"]),
+    paired=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_property_random_ragged(q_lens, d_lens, dim, dtype, reduce, paired, seed):
+    """Random ragged shapes, every SIMD level: native == reference within tolerance."""
+    q = _multivectors(q_lens, dim, dtype, seed)
+    d = _multivectors(d_lens, dim, dtype, seed + 1)
+    qi = None
+    if paired:
+        if not q_lens:
+            return  # paired mode needs a query for every document
+        qi = torch.randint(0, len(q), (len(d),), generator=torch.Generator().manual_seed(seed)).sort().values
+    groups = None if qi is None else torch.searchsorted(qi, torch.arange(len(q) + 1))
+    prev = NATIVE.info()["simd"]
+    try:
+        for level in LEVELS:
+            NATIVE.set_simd(level)
+            got = fs.maxsim(q, d, mode="pairs" if paired else "all", groups=groups, reduce=reduce, backend="native")
+            _check(q, d, got, query_index=qi, reduce=reduce)
+    finally:
+        NATIVE.set_simd(prev)
+
+
+@pytest.mark.parametrize("backend", ["native", "reference"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_padding_never_wins(backend, dtype):
+    """Every real similarity is negative; padded positions (zeros, or huge values) would win a max if scored."""
+    if backend == "native" and NATIVE is None:
+        pytest.skip("native extension not built")
+    g = torch.Generator().manual_seed(11)
+    q = torch.rand(3, 6, 16, generator=g) + 0.1  # positive
+    d = -(torch.rand(4, 9, 16, generator=g) + 0.1)  # negative: every <q_i, d_j> < 0
+    q_mask = torch.arange(6)[None, :] < torch.tensor([6, 2, 4])[:, None]
+    d_mask = torch.rand(4, 9, generator=g) < 0.6
+    d_mask[:, 0] = True
+    d = torch.where(d_mask[..., None], d, torch.full_like(d, 1e4))  # huge positive padding
+    qm = MultiVectors.from_padded(q.to(dtype), mask=q_mask)
+    dm = MultiVectors.from_padded(d.to(dtype), mask=d_mask)
+    got = fs.maxsim(qm, dm, backend=backend)
+    assert bool((got < 0).all()), got
+    if backend == "reference" and dtype != torch.float32:
+        return  # the reference backend computes in the input dtype (upcast=False): no fp32-accumulation bound
+    q_list = [q[i, q_mask[i]].to(dtype) for i in range(3)]
+    d_list = [d[j, d_mask[j]].to(dtype) for j in range(4)]
+    _check(MultiVectors.from_list(q_list), MultiVectors.from_list(d_list), got)
+
+
+@pytest.mark.parametrize("backend", ["native", "reference"])
+def test_empty_documents_and_queries(backend):
+    if backend == "native" and NATIVE is None:
+        pytest.skip("native extension not built")
+    q = MultiVectors.from_list([torch.randn(3, 8), torch.zeros(0, 8)])
+    d = MultiVectors.from_list([torch.randn(2, 8), torch.zeros(0, 8), -torch.ones(1, 8) * 100])
+    for reduce in ("sum", "mean"):
+        got = fs.maxsim(q, d, reduce=reduce, backend=backend)
+        assert got[0, 1] == float("-inf")  # an empty document ranks below any non-empty one ...
+        assert bool((got[0, [0, 2]] > float("-inf")).all())
+        assert torch.equal(got[1], torch.zeros(3))  # ... and an empty query scores 0, also for mean
+        assert not torch.isnan(got).any()
+
+
+@pytest.mark.parametrize("backend", ["native", "reference"])
+def test_empty_sets_give_empty_results(backend):
+    if backend == "native" and NATIVE is None:
+        pytest.skip("native extension not built")
+    q = MultiVectors.from_list([torch.randn(3, 8), torch.randn(2, 8)])
+    d = MultiVectors.from_list([torch.randn(4, 8)])
+    none_q = MultiVectors.from_list([], dim=8)
+    none_d = MultiVectors.from_list([], dim=8)
+    assert fs.maxsim(none_q, d, backend=backend).shape == (0, 1)
+    assert fs.maxsim(q, none_d, backend=backend).shape == (2, 0)
+    assert fs.maxsim(q, none_d, mode="pairs", groups=[0, 0, 0], backend=backend).shape == (0,)
+
+
+def test_reference_backend_matches_float64():
+    """The reference backend (upcast=False) in fp32; in fp16/bf16 it computes in the input dtype by design."""
+    q = _multivectors([5, 32, 1], 33, torch.float32, seed=21)
+    d = _multivectors([0, 7, 40, 3], 33, torch.float32, seed=22)
+    _check(q, d, fs.maxsim(q, d, backend="reference"))
+
+
+def test_dim_mismatch_is_an_error():
+    q = MultiVectors.from_list([torch.randn(3, 8)])
+    d = MultiVectors.from_list([torch.randn(4, 6)])
+    with pytest.raises(ValueError, match=r"maxsim: docs must have shape \[T, D\] with D=8 to match queries, got \(4, 6\)"):
+        fs.maxsim(q, d)
+
+
+def test_dtype_mismatch_is_an_error():
+    q = MultiVectors.from_list([torch.randn(3, 8)])
+    d = MultiVectors.from_list([torch.randn(4, 8).half()])
+    with pytest.raises(TypeError, match=r"maxsim: docs must have the dtype of queries \(float32\), got float16"):
+        fs.maxsim(q, d)
+
+
+def test_bad_groups_are_errors():
+    q = MultiVectors.from_list([torch.randn(3, 8), torch.randn(2, 8)])
+    d = MultiVectors.from_list([torch.randn(4, 8)] * 3)
+    with pytest.raises(ValueError, match=r"maxsim: groups must have shape \[B\+1\]=\(3,\), got \(2,\)"):
+        fs.maxsim(q, d, mode="pairs", groups=[0, 3])
+    with pytest.raises(ValueError, match=r"maxsim: groups must be non-decreasing"):
+        fs.maxsim(q, d, mode="pairs", groups=[0, 2, 1])
+    with pytest.raises(ValueError, match=r"maxsim: groups\[-1\] must equal the number of rows in values \(3\), got 2"):
+        fs.maxsim(q, d, mode="pairs", groups=[0, 1, 2])
+
+
+# ----------------------------------------------------------------------------- the binding's own checks
+def _raw_args():
+    qv = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    dv = np.random.default_rng(1).standard_normal((6, 4)).astype(np.float32)
+    return dict(q_values=qv, q_offsets=np.array([0, 2, 5]), d_values=dv, d_offsets=np.array([0, 1, 6]),
+                query_index=None, dtype="float32", reduce_mean=False, out=np.empty((2, 2), np.float32))
+
+
+@needs_native
+@pytest.mark.parametrize("change, exc, match", [
+    (dict(q_values=np.zeros((5, 4))), TypeError, r"maxsim: q_values must have dtype float32 \(dtype='float32'\), got float64"),
+    (dict(dtype="bfloat16"), TypeError, r"maxsim: q_values must have dtype uint16 holding bf16 bits"),
+    (dict(dtype="int8"), ValueError, r"maxsim: dtype must be 'float32', 'float16' or 'bfloat16', got 'int8'"),
+    (dict(q_values=[[1.0] * 4] * 5), TypeError, r"maxsim: q_values must be a numpy.ndarray, got list"),
+    (dict(d_values=np.zeros((6, 8), np.float32)), ValueError, r"maxsim: d_values must be of shape \[Td, D\] with D=4"),
+    (dict(d_values=np.zeros((4, 6), np.float32).T), ValueError, r"maxsim: d_values must be C-contiguous"),
+    (dict(q_offsets=np.array([0, 3, 2])), ValueError, r"maxsim: q_offsets must be non-decreasing"),
+    (dict(q_offsets=np.array([0, 2, 7])), ValueError, r"maxsim: q_offsets\[-1\] must be the number of rows \(5\), got 7"),
+    (dict(q_offsets=np.array([1, 2, 5])), ValueError, r"maxsim: q_offsets\[0\] must be 0, got 1"),
+    (dict(d_offsets=np.array([0, 1, 6], np.int32)), TypeError, r"maxsim: d_offsets must have dtype int64, got int32"),
+    (dict(query_index=np.array([0, 2]), out=np.empty(2, np.float32)), ValueError,
+     r"maxsim: query_index must be in \[0, 2\), got 2 at position 1"),
+    (dict(out=np.empty((2, 3), np.float32)), ValueError, r"maxsim: out must be of shape \[B, N\]=\(2, 2\), got \(2, 3\)"),
+    (dict(out=np.empty((2, 2), np.float64)), TypeError, r"maxsim: out must have dtype float32, got float64"),
+])
+def test_native_rejects_bad_arguments(change, exc, match):
+    args = _raw_args()
+    args.update(change)
+    with pytest.raises(exc, match=match):
+        NATIVE.maxsim(**args)

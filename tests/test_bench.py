@@ -131,6 +131,35 @@ def test_topk_baseline_merges_blocks(monkeypatch):
     assert int(r["note"].split()[0]) > 5  # it really ran in several blocks
 
 
+def test_fusedscore_on_the_reference_fallback_runs_on_a_prefix(monkeypatch):
+    """Without the native build fusedscore is the slow reference: it then runs on the reference's prefix,
+    and rows on longer or shorter prefixes are checked against it on the common part."""
+    from fusedscore.bench.maxsim import fallback_limit
+
+    monkeypatch.setenv("FUSEDSCORE_BACKEND", "reference")
+    case = Case("t/fallback", "maxsim", "all", 6, 5, "fp32", lq=3, ld=(1, 4), dim=8, repeats=3, seed=8)
+    by_name = {i.name: i for i in all_impls() if i.op == "maxsim"}
+    fused = Impl("fusedscore", "fusedscore", "maxsim", by_name["fusedscore"].prepare,
+                 max_pairs=fallback_limit("maxsim", {"cpu": 10}))
+    longer = Impl("ref-20", "baseline", "maxsim", by_name["torch-reference"].prepare, max_pairs={"cpu": 20})
+    shorter = Impl("ref-5", "baseline", "maxsim", by_name["torch-reference"].prepare, max_pairs={"cpu": 5})
+    d = runner.run([case], impls=[fused, longer, shorter], rates=RATES, budget_s=0.01, progress=False)
+    rows = _rows(d, case.name)
+    assert rows["fusedscore"]["backend"] == "reference"
+    assert rows["fusedscore"]["extrapolated_from"] == {"pairs": 10, "of": 30}
+    assert rows["ref-20"]["extrapolated_from"]["pairs"] == 20 and rows["ref-20"]["check"]["ok"]
+    assert rows["ref-5"]["extrapolated_from"]["pairs"] == 5 and rows["ref-5"]["check"]["ok"]
+    monkeypatch.delenv("FUSEDSCORE_BACKEND")
+    if fusedscore_native():
+        assert fallback_limit("maxsim", {"cpu": 10})("cpu") is None  # native: always the full case
+
+
+def fusedscore_native() -> bool:
+    import fusedscore
+
+    return bool(fusedscore.backend_info()["native"])
+
+
 def test_disagreeing_impl_is_flagged():
     case = TINY[0]
 

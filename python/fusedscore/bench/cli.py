@@ -34,7 +34,7 @@ def _add_bench_args(p: argparse.ArgumentParser) -> None:
                    help="write the results JSON to benchmarks/results/<date>-<device>-<sha>[-quick].json")
     p.add_argument("--plot", metavar="DIR", help="write PNG figures here (matplotlib)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no tables (for scripts)")
-    p.add_argument("--threads", type=int, metavar="N", help="torch.set_num_threads(N) before running")
+    p.add_argument("--threads", type=int, metavar="N", help="torch.set_num_threads(N) before running (the native kernels follow OMP_NUM_THREADS)")
     p.add_argument("--budget", type=float, metavar="S", help="seconds of timed runs per implementation and case")
     p.add_argument("--list", action="store_true", help="list the cases and implementations, run nothing")
     p.add_argument("--encoders", action="store_true", help="also run the encoder throughput benchmark")

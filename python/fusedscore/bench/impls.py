@@ -58,7 +58,8 @@ class Impl:
         op: the op it implements ("maxsim", "maxsim_topk", "sparse_dot").
         prepare: Inputs -> Prepared, or raises Skip.
         devices: where it runs.
-        max_pairs: the most scored pairs it is run on per device kind (None: always the full case).
+        max_pairs: the most scored pairs it is run on, per device kind ("cpu", "cuda"); absent: always
+            the full case. Or a function of the device kind, for a limit known only at run time.
     """
 
     name: str
@@ -66,7 +67,10 @@ class Impl:
     op: str
     prepare: Callable[[Inputs], Prepared]
     devices: tuple[str, ...] = ("cpu", "cuda")
-    max_pairs: dict[str, int] = field(default_factory=dict)
+    max_pairs: dict[str, int] | Callable[[str], int | None] = field(default_factory=dict)
+
+    def limit(self, dev_kind: str) -> int | None:
+        return self.max_pairs(dev_kind) if callable(self.max_pairs) else self.max_pairs.get(dev_kind)
 
 
 def for_op(op: str) -> list[Impl]:

@@ -19,7 +19,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -371,10 +371,20 @@ def _lik(inp: Inputs) -> Prepared:
     return Prepared(run_pairs, as_f32_cpu, note="score_pairs_packed on the packed tokens")
 
 
+def fallback_limit(op: str, reference_limits: dict[str, int]) -> Callable[[str], int | None]:
+    """fusedscore's pair limit: none, unless the dispatch falls back to the reference (no native build),
+    where fusedscore is the reference and runs on the same prefix as the reference row."""
+    def limit(dev_kind: str) -> int | None:
+        return reference_limits.get(dev_kind) if _dispatch.resolve(op, torch.device(dev_kind)).name == "reference" else None
+
+    return limit
+
+
+_REF_LIMITS = {"cpu": 20_000, "cuda": 300_000}
 _SLOW_CPU = {"cpu": 20_000}
 IMPLS: list[Impl] = [
-    Impl("fusedscore", "fusedscore", "maxsim", _fusedscore),
-    Impl("torch-reference", "baseline", "maxsim", _reference, max_pairs={"cpu": 20_000, "cuda": 300_000}),
+    Impl("fusedscore", "fusedscore", "maxsim", _fusedscore, max_pairs=fallback_limit("maxsim", _REF_LIMITS)),
+    Impl("torch-reference", "baseline", "maxsim", _reference, max_pairs=_REF_LIMITS),
     Impl("torch-packed-gemm", "baseline", "maxsim", _packed_gemm),
     Impl("torch-einsum-padded", "baseline", "maxsim", _einsum_padded, devices=("cuda",)),
     Impl("maxsim-cpu", "peer", "maxsim", _maxsim_cpu, devices=("cpu",)),
@@ -385,7 +395,7 @@ IMPLS: list[Impl] = [
     Impl("late-interaction-kernels", "peer", "maxsim", _lik, devices=("cuda",)),
 ]
 # the top-k workload (its prepare functions branch on case.mode); the other rows have no exact top-k
-IMPLS += [Impl("fusedscore", "fusedscore", "maxsim_topk", _fusedscore),
+IMPLS += [Impl("fusedscore", "fusedscore", "maxsim_topk", _fusedscore, max_pairs=fallback_limit("maxsim", _REF_LIMITS)),
           Impl("torch-packed-gemm", "baseline", "maxsim_topk", _packed_gemm)]
 
 __all__ = ["IMPLS"]

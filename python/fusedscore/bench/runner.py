@@ -97,18 +97,32 @@ def _case_entry(case: Case, inp: Inputs, w: dict[str, float], roof: float) -> di
     return entry
 
 
-def _run_impl(impl: Impl, inp: Inputs, dev_kind: str, expected: torch.Tensor | None, w: dict[str, float],
-              roof: float, budget_s: float, slow_scale: float) -> tuple[dict[str, Any], torch.Tensor | None]:
-    """Time one implementation; returns (row, its scores as fp32 CPU or None)."""
+Slicer = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _compare(scores: torch.Tensor, n_pairs: int, slicer: Slicer, exp: tuple[torch.Tensor, int, Slicer],
+             dtype: str) -> dict[str, Any]:
+    """Agreement on the common prefix: both results are prefixes of the case's full result (``Inputs.head``),
+    so the shorter one's slicer cuts the longer one down to it."""
+    exp_scores, exp_pairs, exp_slicer = exp
+    if n_pairs >= exp_pairs:
+        return agreement(exp_slicer(scores), exp_scores, dtype)
+    return agreement(scores, slicer(exp_scores), dtype)
+
+
+def _run_impl(impl: Impl, inp: Inputs, dev_kind: str, expected: tuple[torch.Tensor, int, Slicer] | None,
+              w: dict[str, float], roof: float, budget_s: float, slow_scale: float
+              ) -> tuple[dict[str, Any], tuple[torch.Tensor, int, Slicer] | None]:
+    """Time one implementation; returns (row, (its fp32 CPU scores, pairs it scored, its prefix slicer) or None)."""
     case = inp.case
     row: dict[str, Any] = {"case": case.name, "impl": impl.name, "kind": impl.kind, "status": "ok", "note": ""}
-    limit = impl.max_pairs.get(dev_kind)
-    limit = max(1, int(limit * slow_scale)) if limit else None
-    sub, slicer = inp.head(limit) if limit else (inp, lambda t: t)
     scores = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")  # recorded into the row and printed; never dropped
         try:
+            limit = impl.limit(dev_kind)
+            limit = max(1, int(limit * slow_scale)) if limit else None
+            sub, slicer = inp.head(limit) if limit else (inp, lambda t: t)
             prep = impl.prepare(sub)
             out = prep.fn()  # the warm-up call; the agreement check reads its result and the last timed one
             if case.device.startswith("cuda"):
@@ -142,15 +156,17 @@ def _run_impl(impl: Impl, inp: Inputs, dev_kind: str, expected: torch.Tensor | N
     row.update(median_ms=t.median * 1e3, p20_ms=t.p20 * 1e3, p80_ms=t.p80 * 1e3, runs=t.runs,
                gflops=(w["flops"] / t.median / 1e9) if w["flops"] else None, gbps=w["bytes"] / t.median / 1e9,
                roofline_frac=roof / t.median)
-    if scores is not None and expected is not None:
-        first = agreement(scores, slicer(expected), case.dtype)
-        timed_run = agreement(last_scores, slicer(expected), case.dtype)
+    if scores is None:
+        return row, None
+    if expected is not None:
+        first = _compare(scores, sub.n_pairs, slicer, expected, case.dtype)
+        timed_run = _compare(last_scores, sub.n_pairs, slicer, expected, case.dtype)
         row["check"] = first if not first["ok"] or timed_run["ok"] else {**timed_run, "why": "a timed run differs"}
-    elif scores is not None:  # fusedscore itself (or nothing to compare with): timed runs match the first
+    else:  # fusedscore itself (or nothing to compare with): timed runs match the first
         again = agreement(last_scores, scores, case.dtype)
         if not again["ok"]:
             row["check"] = {**again, "why": "a timed run's scores differ from the first run's"}
-    return row, scores
+    return row, (scores, sub.n_pairs, slicer)
 
 
 def _impls_for(case: Case, impls: list[Impl], names: set[str] | None) -> list[Impl]:

@@ -21,7 +21,7 @@ import torch
 from .. import _dispatch, ops, reference
 from .cases import Inputs
 from .impls import Impl, Prepared, Skip, as_f32_cpu
-from .maxsim import _NoModel, _query_index, _require
+from .maxsim import _NoModel, _query_index, _require, fallback_limit
 
 
 def _fusedscore(inp: Inputs) -> Prepared:
@@ -98,9 +98,10 @@ def _flagembedding(inp: Inputs) -> Prepared:
                     note="compute_lexical_matching_score per (query, doc) pair")
 
 
+_REF_LIMITS = {"cpu": 20_000, "cuda": 10_000_000}
 IMPLS: list[Impl] = [
-    Impl("fusedscore", "fusedscore", "sparse_dot", _fusedscore),
-    Impl("torch-reference", "baseline", "sparse_dot", _reference, max_pairs={"cpu": 20_000, "cuda": 10_000_000}),
+    Impl("fusedscore", "fusedscore", "sparse_dot", _fusedscore, max_pairs=fallback_limit("sparse_dot", _REF_LIMITS)),
+    Impl("torch-reference", "baseline", "sparse_dot", _reference, max_pairs=_REF_LIMITS),
     Impl("scipy-csr", "baseline", "sparse_dot", _scipy, devices=("cpu",)),
     Impl("torch-sparse", "baseline", "sparse_dot", _torch_sparse, devices=("cuda",)),
     Impl("sentence-transformers", "peer", "sparse_dot", _sentence_transformers),

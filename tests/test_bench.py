@@ -53,7 +53,7 @@ def test_document_fields(doc):
     assert doc["env"]["native"] in (True, False)
     assert doc["threads"]["torch_threads"] == torch.get_num_threads()
     assert doc["device"]["kind"] == "cpu" and doc["device"]["cpu"]
-    assert doc["versions"]["torch"] == torch.__version__.split("+")[0] or doc["versions"]["torch"] == torch.__version__
+    assert doc["versions"]["torch"] == torch.__version__
     assert [c["name"] for c in doc["cases"]] == [c.name for c in TINY]
     assert doc["errors"] == []
     json.dumps(doc, allow_nan=False)  # what --out writes: strict JSON, no NaN/Infinity

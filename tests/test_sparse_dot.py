@@ -1,0 +1,217 @@
+"""Learned-sparse dot products on CPU: the native kernel and the reference backend against
+``reference.sparse_dot_ref(upcast=True)``, containers built every supported way, and error messages.
+
+The native all-pairs kernel (csrc/cpu/sparse_dot.cpp) keeps a term shared by >= ceil(B/16)*16/16 queries as a
+dense weight row and rarer terms as postings lists, so shapes below mix both; paired mode rebuilds a per-thread
+table whenever the document's query changes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fusedscore as fs
+from fusedscore import _dispatch
+from fusedscore.containers import SparseVectors
+from fusedscore.reference import sparse_dot_ref
+
+from _tol import assert_scores_close, key_for
+from conftest import DTYPES
+
+NATIVE = _dispatch.native_module()
+BACKENDS = ["native", "reference"]
+
+
+def _skip_missing(backend: str) -> None:
+    if backend == "native" and NATIVE is None:
+        pytest.skip(f"native extension not built: {_dispatch._NATIVE_ERR!r}")
+
+
+def _abs(x: SparseVectors) -> SparseVectors:
+    return SparseVectors(x.indices, x.values.abs(), x.offsets, x.vocab_size)
+
+
+def _check(q: SparseVectors, d: SparseVectors, got: torch.Tensor, query_index=None, key=None) -> None:
+    ref = sparse_dot_ref(q, d, query_index=query_index)
+    mag = sparse_dot_ref(_abs(q), _abs(d), query_index=query_index)
+    assert_scores_close(got, ref, mag, key or key_for(q.dtype))
+
+
+def _zipf_rows(n: int, mean_nnz: int, vocab: int, g: torch.Generator, dtype=torch.float32) -> SparseVectors:
+    """Rows with Zipf-like ids (common ids shared by many rows, as in SPLADE output), some rows empty."""
+    probs = (torch.arange(vocab, dtype=torch.float64) + 3.0) ** -1.1
+    lengths = torch.randint(0, 2 * mean_nnz + 1, (n,), generator=g)
+    total = int(lengths.sum())
+    ids = torch.multinomial(probs, total, replacement=True, generator=g) if total else torch.zeros(0, dtype=torch.int64)
+    vals = torch.randn(ids.numel(), generator=g)  # signed: cancellation is part of the test
+    off = torch.zeros(n + 1, dtype=torch.int64)
+    off[1:] = lengths.cumsum(0)
+    return SparseVectors(ids.to(torch.int32), vals.to(dtype), off, vocab)
+
+
+# the reference backend computes in the input dtype (upcast=False): only fp32 has an fp32-accumulation bound
+BACKEND_DTYPES = [("native", dt) for dt in DTYPES] + [("reference", torch.float32)]
+
+
+@pytest.mark.parametrize("backend, dtype", BACKEND_DTYPES)
+@pytest.mark.parametrize("n_queries, vocab", [
+    (1, 50),      # one query: every shared term is "dense" (a row of one lane)
+    (40, 30),     # tiny vocabulary: most terms in many queries -> dense rows; Bp = 48
+    (40, 5000),   # large vocabulary: mostly postings lists
+    (130, 300),   # B > 128: several 16-lane groups, mixed dense rows and postings
+])
+def test_all_pairs_matches_reference(backend, dtype, n_queries, vocab):
+    _skip_missing(backend)
+    g = torch.Generator().manual_seed(n_queries * vocab)
+    q = _zipf_rows(n_queries, 12, vocab, g, dtype)
+    d = _zipf_rows(150, 40, vocab, g, dtype)
+    got = fs.sparse_dot(q, d, backend=backend)
+    assert got.shape == (n_queries, 150) and got.dtype == torch.float32
+    _check(q, d, got)
+
+
+@pytest.mark.parametrize("backend, dtype", BACKEND_DTYPES)
+def test_paired_matches_reference(backend, dtype):
+    _skip_missing(backend)
+    g = torch.Generator().manual_seed(5)
+    q = _zipf_rows(12, 15, 2000, g, dtype)
+    d = _zipf_rows(300, 40, 2000, g, dtype)
+    groups = torch.tensor([0, 0, 10, 40, 41, 100, 100, 180, 200, 250, 260, 299, 300])  # uneven, some empty
+    qi = fs.ops.groups_to_query_index(groups, len(q), len(d), "test")
+    got = fs.sparse_dot(q, d, mode="pairs", groups=groups, backend=backend)
+    assert got.shape == (300,)
+    _check(q, d, got, query_index=qi)
+
+
+def test_paired_unsorted_query_index_native():
+    """Queries revisited out of order: the per-thread table must be cleared of the previous query's terms."""
+    _skip_missing("native")
+    g = torch.Generator().manual_seed(6)
+    q = _zipf_rows(5, 10, 100, g)
+    d = _zipf_rows(400, 20, 100, g)
+    qi = torch.randint(0, 5, (400,), generator=g)
+    out = torch.empty(400)
+    NATIVE.sparse_dot(q.indices.numpy(), q.values.numpy(), q.offsets.numpy(), d.indices.numpy(), d.values.numpy(),
+                      d.offsets.numpy(), qi.numpy(), q.vocab_size, "float32", out.numpy())
+    _check(q, d, out, query_index=qi)
+
+
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta state:UserWarning")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_containers_from_every_source(backend):
+    """dicts, dense activations, scipy.sparse and torch sparse (COO and CSR) give the same scores."""
+    _skip_missing(backend)
+    dense_q = torch.tensor([[0.0, 1.5, 0.0, 2.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
+    dense_d = torch.tensor([[1.0, 2.0, 0.0, 0.0, 0.0, 3.0], [0.0, 0.0, 0.0, -1.0, 0.0, 0.0], [0.0, 1.0, 0.0, 1.0, 0.0, 0.0]])
+    expected = dense_q @ dense_d.T  # small integers and halves: exact in fp32
+    sources = {
+        "dicts": (SparseVectors.from_dicts([{1: 1.5, 3: 2.0}, {}], vocab_size=6),
+                  SparseVectors.from_dicts([{0: 1.0, 1: 2.0, 5: 3.0}, {"3": -1.0}, {1: 1.0, 3: 1.0}], vocab_size=6)),
+        "dense": (SparseVectors.from_dense(dense_q), SparseVectors.from_dense(dense_d)),
+        "scipy": (SparseVectors.from_scipy(sp.csr_matrix(dense_q.numpy())),
+                  SparseVectors.from_scipy(sp.coo_matrix(dense_d.numpy()))),
+        "torch_coo": (SparseVectors.from_torch(dense_q.to_sparse()), SparseVectors.from_torch(dense_d.to_sparse())),
+        "torch_csr": (SparseVectors.from_torch(dense_q.to_sparse_csr()),
+                      SparseVectors.from_torch(dense_d.to_sparse_csr())),
+    }
+    for name, (q, d) in sources.items():
+        got = fs.sparse_dot(q, d, backend=backend)
+        assert torch.equal(got, expected), (name, got)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("merge, expected", [("max", 2.0 * 5.0), ("sum", (2.0 + 1.0) * 5.0)])
+def test_repeated_ids_merge(backend, merge, expected):
+    _skip_missing(backend)
+    q = SparseVectors.from_torch(torch.sparse_coo_tensor([[0, 0], [4, 4]], [2.0, 1.0], (1, 8), check_invariants=True), merge=merge)
+    d = SparseVectors.from_dicts([{4: 5.0}], vocab_size=8)
+    assert fs.sparse_dot(q, d, backend=backend).item() == expected
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_empty_rows_and_sets(backend):
+    _skip_missing(backend)
+    q = SparseVectors.from_dicts([{}, {2: 1.0}], vocab_size=4)
+    d = SparseVectors.from_dicts([{2: 3.0}, {}], vocab_size=4)
+    assert torch.equal(fs.sparse_dot(q, d, backend=backend), torch.tensor([[0.0, 0.0], [3.0, 0.0]]))
+    none = SparseVectors.from_dicts([], vocab_size=4)
+    assert fs.sparse_dot(none, d, backend=backend).shape == (0, 2)
+    assert fs.sparse_dot(q, none, backend=backend).shape == (2, 0)
+    assert fs.sparse_dot(q, none, mode="pairs", groups=[0, 0, 0], backend=backend).shape == (0,)
+
+
+@pytest.mark.skipif(NATIVE is None, reason="native extension not built")
+@settings(max_examples=40, deadline=None)
+@given(n_q=st.integers(0, 20), n_d=st.integers(0, 30), nnz=st.integers(0, 30), vocab=st.integers(1, 400),
+       dtype=st.sampled_from(DTYPES), paired=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_property_random_rows(n_q, n_d, nnz, vocab, dtype, paired, seed):
+    g = torch.Generator().manual_seed(seed)
+    q = _zipf_rows(n_q, nnz, vocab, g, dtype)
+    d = _zipf_rows(n_d, nnz, vocab, g, dtype)
+    if paired:
+        if n_q == 0:
+            return  # paired mode needs a query for every document
+        qi = torch.randint(0, n_q, (n_d,), generator=g).sort().values
+        groups = torch.searchsorted(qi, torch.arange(n_q + 1))
+        _check(q, d, fs.sparse_dot(q, d, mode="pairs", groups=groups, backend="native"), query_index=qi)
+    else:
+        _check(q, d, fs.sparse_dot(q, d, backend="native"))
+
+
+def test_index_beyond_vocab_is_an_error():
+    with pytest.raises(ValueError, match=r"SparseVectors: indices must lie in \[0, vocab_size=8\), got 9"):
+        SparseVectors.from_dicts([{9: 1.0}], vocab_size=8)
+
+
+def test_vocab_mismatch_is_an_error():
+    q = SparseVectors.from_dicts([{1: 1.0}], vocab_size=8)
+    d = SparseVectors.from_dicts([{1: 1.0}], vocab_size=9)
+    with pytest.raises(ValueError, match=r"sparse_dot: docs must have vocab_size=8 to match queries, got 9"):
+        fs.sparse_dot(q, d)
+
+
+def test_dtype_mismatch_is_an_error():
+    q = SparseVectors.from_dicts([{1: 1.0}], vocab_size=8)
+    d = SparseVectors.from_dicts([{1: 1.0}], vocab_size=8, dtype=torch.float16)
+    with pytest.raises(TypeError, match=r"sparse_dot: docs must have the dtype of queries \(float32\), got float16"):
+        fs.sparse_dot(q, d)
+
+
+# ----------------------------------------------------------------------------- the binding's own checks
+def _raw_args():
+    return dict(q_idx=np.array([1, 3], np.int32), q_val=np.array([1.0, 2.0], np.float32), q_off=np.array([0, 2]),
+                d_idx=np.array([3], np.int32), d_val=np.array([4.0], np.float32), d_off=np.array([0, 1, 1]),
+                query_index=None, vocab_size=8, dtype="float32", out=np.empty((1, 2), np.float32))
+
+
+@pytest.mark.skipif(NATIVE is None, reason="native extension not built")
+@pytest.mark.parametrize("change, exc, match", [
+    (dict(q_idx=np.array([1, 8], np.int32)), ValueError, r"sparse_dot: q_idx must be in \[0, vocab_size=8\), got 8 at position 1"),
+    (dict(q_idx=np.array([1, 3], np.int64)), TypeError, r"sparse_dot: q_idx must have dtype int32, got int64"),
+    (dict(d_val=np.array([4.0], np.float16)), TypeError, r"sparse_dot: d_val must have dtype float32 \(dtype='float32'\), got float16"),
+    (dict(q_val=np.array([1.0], np.float32)), ValueError, r"sparse_dot: q_val must be of shape \[nnz_q\]=\(2,\) like q_idx, got \(1,\)"),
+    (dict(d_off=np.array([0, 2, 1])), ValueError, r"sparse_dot: d_off must be non-decreasing"),
+    (dict(vocab_size=0), ValueError, r"sparse_dot: vocab_size must be > 0, got 0"),
+    (dict(query_index=np.array([0, -1]), out=np.empty(2, np.float32)), ValueError,
+     r"sparse_dot: query_index must be in \[0, 1\), got -1 at position 1"),
+    (dict(out=np.empty(2, np.float32)), ValueError, r"sparse_dot: out must be of shape \[B, N\]=\(1, 2\), got \(2,\)"),
+])
+def test_native_rejects_bad_arguments(change, exc, match):
+    args = _raw_args()
+    args.update(change)
+    with pytest.raises(exc, match=match):
+        NATIVE.sparse_dot(**args)
+
+
+@pytest.mark.skipif(NATIVE is None, reason="native extension not built")
+def test_native_document_ids_outside_vocab_are_harmless():
+    """Document ids are only looked up (hashed), so malformed ones cannot read out of bounds: they match nothing."""
+    args = _raw_args()
+    args.update(d_idx=np.array([-7], np.int32), d_off=np.array([0, 1, 1]))
+    NATIVE.sparse_dot(**args)
+    assert args["out"].tolist() == [[0.0, 0.0]]

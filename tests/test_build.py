@@ -1,0 +1,84 @@
+"""The build: the native module is present where CI demands it, reports its SIMD levels, and honours
+FUSEDSCORE_SIMD (an unavailable or unknown level falls back and says so)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import fusedscore as fs
+from fusedscore import _dispatch
+
+NATIVE = _dispatch.native_module()
+needs_native = pytest.mark.skipif(NATIVE is None, reason=f"native extension not built: {_dispatch._NATIVE_ERR!r}")
+ORDER = ["scalar", "avx2", "avx512", "avx512bf16"]
+
+
+@pytest.mark.skipif(os.environ.get("FUSEDSCORE_REQUIRE_NATIVE") != "1", reason="FUSEDSCORE_REQUIRE_NATIVE is not 1")
+def test_native_is_required_and_present():
+    info = fs.backend_info()
+    assert info["native"], f"fusedscore._native did not load: {info['reason']}"
+
+
+@needs_native
+def test_info_fields():
+    info = NATIVE.info()
+    assert set(info) >= {"simd", "simd_levels", "simd_note", "openmp", "threads", "f16c", "avx512bf16", "compiler"}
+    assert info["simd_levels"][0] == "scalar"
+    assert info["simd_levels"] == [lvl for lvl in ORDER if lvl in info["simd_levels"]]  # lowest first
+    assert info["simd"] in info["simd_levels"]
+    assert isinstance(info["openmp"], bool) and isinstance(info["threads"], int) and info["threads"] >= 1
+    assert isinstance(info["compiler"], str) and info["compiler"]
+    if "avx512bf16" in info["simd_levels"]:
+        assert info["avx512bf16"] is True
+    assert fs.backend_info()["simd"] == info["simd"]
+
+
+@needs_native
+def test_set_simd_round_trip_and_errors():
+    levels = NATIVE.info()["simd_levels"]
+    prev = NATIVE.set_simd("scalar")
+    try:
+        assert NATIVE.info()["simd"] == "scalar"
+        assert NATIVE.set_simd(levels[-1]) == "scalar"
+        with pytest.raises(ValueError, match=r"set_simd: level must be one of 'scalar', 'avx2', 'avx512', 'avx512bf16', got 'sse9'"):
+            NATIVE.set_simd("sse9")
+        for missing in (lvl for lvl in ORDER if lvl not in levels):
+            with pytest.raises(ValueError, match=r"set_simd: level must be one available on this CPU/build"):
+                NATIVE.set_simd(missing)
+    finally:
+        NATIVE.set_simd(prev)
+
+
+def _info_with_env(value: str) -> dict:
+    # load the extension file alone (the module needs neither torch nor the package): a fast fresh process
+    code = ("import importlib.util as u, json, sys; s = u.spec_from_file_location('_native', sys.argv[1]); "
+            "m = u.module_from_spec(s); s.loader.exec_module(m); print(json.dumps(m.info()))")
+    env = dict(os.environ, FUSEDSCORE_SIMD=value)
+    res = subprocess.run([sys.executable, "-c", code, NATIVE.__file__], env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+@needs_native
+def test_env_forces_each_level_or_falls_back_below():
+    levels = NATIVE.info()["simd_levels"]
+    for want in ORDER:
+        info = _info_with_env(want)
+        best_below = [lvl for lvl in levels if ORDER.index(lvl) <= ORDER.index(want)][-1]
+        assert info["simd"] == best_below
+        if want in levels:
+            assert info["simd_note"] is None
+        else:
+            assert info["simd_note"] == f"FUSEDSCORE_SIMD={want} is unavailable on this CPU/build; using {best_below}"
+
+
+@needs_native
+def test_env_unknown_level_is_reported():
+    info = _info_with_env("fastest")
+    assert info["simd"] == NATIVE.info()["simd_levels"][-1]
+    assert info["simd_note"].startswith("FUSEDSCORE_SIMD=fastest is not one of scalar, avx2, avx512, avx512bf16")

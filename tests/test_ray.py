@@ -198,3 +198,15 @@ def test_cli_ray_writes_what_the_local_run_writes(cluster, tmp_path, capsys):
     for lo, ro in zip(local_rows, ray_rows):  # same order, same fields, same rankings
         assert {k: v for k, v in ro.items() if k != "results"} == {k: v for k, v in lo.items() if k != "results"}
         _assert_same_ranking(ro["results"], lo["results"], str(lo.get("qid")))
+
+
+def test_ray_bench_rows(cluster, colbert_dir):
+    from fusedscore.bench import ray_bench
+
+    rows = ray_bench.run(model_dir=colbert_dir, rows=4, candidates=3, queries_per_batch=2, workers=1)
+    assert [r["impl"] for r in rows] == ["single-process", "ray"]
+    for r in rows:
+        assert r["rows"] == 4 and r["pairs"] == 12 and r["wall_s"] > 0
+        assert r["rows_per_s"] == pytest.approx(4 / r["wall_s"])
+    assert rows[1]["workers"] == 1 and rows[1]["cluster_start_s"] is None  # joined the running cluster
+    assert rows[1]["ratio_vs_single"] == pytest.approx(rows[0]["wall_s"] / rows[1]["wall_s"])

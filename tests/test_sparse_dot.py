@@ -8,6 +8,8 @@ table whenever the document's query changes.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -25,6 +27,20 @@ from conftest import DTYPES
 
 NATIVE = _dispatch.native_module()
 BACKENDS = ["native", "reference"]
+LEVELS = NATIVE.info()["simd_levels"] if NATIVE is not None else [None]
+
+
+@contextlib.contextmanager
+def _simd(level):
+    """Native cases run once per SIMD level (the dense-row accumulation is per ISA); restored afterwards."""
+    if NATIVE is None or level is None:
+        yield
+        return
+    prev = NATIVE.set_simd(level)
+    try:
+        yield
+    finally:
+        NATIVE.set_simd(prev)
 
 
 def _skip_missing(backend: str) -> None:
@@ -55,35 +71,37 @@ def _zipf_rows(n: int, mean_nnz: int, vocab: int, g: torch.Generator, dtype=torc
 
 
 # the reference backend computes in the input dtype (upcast=False): only fp32 has an fp32-accumulation bound
-BACKEND_DTYPES = [("native", dt) for dt in DTYPES] + [("reference", torch.float32)]
+BACKEND_DTYPES = [("native", dt, lvl) for dt in DTYPES for lvl in LEVELS] + [("reference", torch.float32, None)]
 
 
-@pytest.mark.parametrize("backend, dtype", BACKEND_DTYPES)
+@pytest.mark.parametrize("backend, dtype, level", BACKEND_DTYPES)
 @pytest.mark.parametrize("n_queries, vocab", [
     (1, 50),      # one query: every shared term is "dense" (a row of one lane)
     (40, 30),     # tiny vocabulary: most terms in many queries -> dense rows; Bp = 48
     (40, 5000),   # large vocabulary: mostly postings lists
     (130, 300),   # B > 128: several 16-lane groups, mixed dense rows and postings
 ])
-def test_all_pairs_matches_reference(backend, dtype, n_queries, vocab):
+def test_all_pairs_matches_reference(backend, dtype, level, n_queries, vocab):
     _skip_missing(backend)
     g = torch.Generator().manual_seed(n_queries * vocab)
     q = _zipf_rows(n_queries, 12, vocab, g, dtype)
     d = _zipf_rows(150, 40, vocab, g, dtype)
-    got = fs.sparse_dot(q, d, backend=backend)
+    with _simd(level):
+        got = fs.sparse_dot(q, d, backend=backend)
     assert got.shape == (n_queries, 150) and got.dtype == torch.float32
     _check(q, d, got)
 
 
-@pytest.mark.parametrize("backend, dtype", BACKEND_DTYPES)
-def test_paired_matches_reference(backend, dtype):
+@pytest.mark.parametrize("backend, dtype, level", BACKEND_DTYPES)
+def test_paired_matches_reference(backend, dtype, level):
     _skip_missing(backend)
     g = torch.Generator().manual_seed(5)
     q = _zipf_rows(12, 15, 2000, g, dtype)
     d = _zipf_rows(300, 40, 2000, g, dtype)
     groups = torch.tensor([0, 0, 10, 40, 41, 100, 100, 180, 200, 250, 260, 299, 300])  # uneven, some empty
     qi = fs.ops.groups_to_query_index(groups, len(q), len(d), "test")
-    got = fs.sparse_dot(q, d, mode="pairs", groups=groups, backend=backend)
+    with _simd(level):
+        got = fs.sparse_dot(q, d, mode="pairs", groups=groups, backend=backend)
     assert got.shape == (300,)
     _check(q, d, got, query_index=qi)
 
@@ -153,14 +171,16 @@ def test_property_random_rows(n_q, n_d, nnz, vocab, dtype, paired, seed):
     g = torch.Generator().manual_seed(seed)
     q = _zipf_rows(n_q, nnz, vocab, g, dtype)
     d = _zipf_rows(n_d, nnz, vocab, g, dtype)
+    qi = groups = None
     if paired:
         if n_q == 0:
             return  # paired mode needs a query for every document
         qi = torch.randint(0, n_q, (n_d,), generator=g).sort().values
         groups = torch.searchsorted(qi, torch.arange(n_q + 1))
-        _check(q, d, fs.sparse_dot(q, d, mode="pairs", groups=groups, backend="native"), query_index=qi)
-    else:
-        _check(q, d, fs.sparse_dot(q, d, backend="native"))
+    for level in LEVELS:
+        with _simd(level):
+            got = fs.sparse_dot(q, d, mode="pairs" if paired else "all", groups=groups, backend="native")
+        _check(q, d, got, query_index=qi)
 
 
 def test_index_beyond_vocab_is_an_error():

@@ -162,6 +162,8 @@ void sparse_dot(const py::object& q_idx, const py::object& q_val, const py::obje
     fail(op, "d_val", "of shape [nnz_d]=(" + std::to_string(di.shape(0)) + ",) like d_idx", shape_str(dv));
   py::array qo = offsets_array(q_off, qi_.shape(0), op, "q_off");
   py::array doff = offsets_array(d_off, di.shape(0), op, "d_off");
+  if (qi_.shape(0) > 0x7fffffff)  // the query index stores positions as int32
+    fail(op, "q_idx", "shorter than 2**31 entries", std::to_string(qi_.shape(0)) + " entries");
   // query ids build the hash table, so they must be real ids; document ids are only looked up (any value is safe)
   const auto* qids = static_cast<const int32_t*>(qi_.data());
   for (py::ssize_t i = 0; i < qi_.shape(0); ++i) {

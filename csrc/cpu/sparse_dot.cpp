@@ -17,6 +17,7 @@
 
 #include "common/half.h"
 #include "common/parallel.h"
+#include "common/simd.h"
 
 namespace fusedscore {
 namespace {
@@ -108,6 +109,25 @@ class TermTable {
   std::vector<uint64_t> filter_;
 };
 
+void dense_rows_scalar(float* row, const float* W, int64_t ldw, int64_t lanes, const int32_t* rows, const float* w,
+                       int64_t n) {
+  for (int64_t h = 0; h < n; ++h) {
+    const float* src = W + rows[h] * ldw;
+    for (int64_t l = 0; l < lanes; ++l) row[l] += src[l] * w[h];
+  }
+}
+
+cpu::DenseRowsFn dense_rows_fn() {
+  switch (active_simd_level()) {
+#if defined(FUSEDSCORE_X86_TUS)
+    case SimdLevel::kAvx2: return &cpu::sparse_dense_rows_avx2;
+    case SimdLevel::kAvx512:
+    case SimdLevel::kAvx512Bf16: return &cpu::sparse_dense_rows_avx512;
+#endif
+    default: return &dense_rows_scalar;
+  }
+}
+
 int64_t max_row_nnz(const int64_t* off, int64_t n) {
   int64_t m = 0;
   for (int64_t i = 0; i < n; ++i) m = std::max(m, off[i + 1] - off[i]);
@@ -167,14 +187,30 @@ void sparse_all_pairs(const SparseDotArgs& a) {
   std::vector<std::vector<float>> acc(threads, std::vector<float>(static_cast<size_t>(nb * Bp)));
   const int64_t max_len = max_row_nnz(a.d_off, N);
   std::vector<std::vector<int32_t>> hit_buf(threads, std::vector<int32_t>(static_cast<size_t>(max_len)));
-  const int32_t* pq = post_q.data();
-  const float* pw = post_w.data();
-  const int64_t* st = start.data();
-  const int64_t* dr = dense_row.data();
-  const float* dw = dense.data();
+  std::vector<std::vector<int32_t>> drow_buf(threads, std::vector<int32_t>(static_cast<size_t>(max_len)));
+  std::vector<std::vector<float>> dwt_buf(threads, std::vector<float>(static_cast<size_t>(max_len)));
+  const cpu::DenseRowsFn dense_rows = dense_rows_fn();
+  struct Entry {
+    int32_t begin, end;  // postings range (empty for a dense term)
+    int32_t dense;       // dense row, or -1
+  };
+  std::vector<Entry> entries(n_entries);
+  for (size_t e = 0; e < n_entries; ++e)
+    entries[e] = Entry{int32_t(start[e]), int32_t(start[e + 1]), int32_t(dense_row[e])};
   parallel_for(n_blocks, grain, threads, [&](int slot, int64_t lo, int64_t hi) {
+    // local copies: the compiler keeps them in registers instead of reloading through the closure
+    const int32_t* pq = post_q.data();
+    const float* pw = post_w.data();
+    const Entry* info = entries.data();
+    const float* dw = dense.data();
+    const int32_t* d_idx = a.d_idx;
+    const int64_t* d_off = a.d_off;
+    const void* d_val = a.d_val;
+    const DType dt = a.dtype;
     float* t = acc[slot].data();
     int32_t* hits = hit_buf[slot].data();
+    int32_t* drow = drow_buf[slot].data();
+    float* dwt = dwt_buf[slot].data();
     for (int64_t blk = lo; blk < hi; ++blk) {
       const int64_t n0 = blk * nb, cnt = std::min(nb, N - n0);
       std::fill(t, t + cnt * Bp, 0.0f);
@@ -183,25 +219,27 @@ void sparse_all_pairs(const SparseDotArgs& a) {
         float* row = t + j * Bp;
         // Filter first, without branches: whether a term hits is data-dependent (about a coin flip on
         // Zipf-distributed vocabularies), so a branch per term would mispredict constantly.
-        const int64_t len = a.d_off[n + 1] - a.d_off[n];
-        const int32_t* ids = a.d_idx + a.d_off[n];
+        const int64_t p0 = d_off[n], len = d_off[n + 1] - p0;
+        const int32_t* ids = d_idx + p0;
         int64_t nh = 0;
         for (int64_t i = 0; i < len; ++i) {
           hits[nh] = int32_t(i);
           nh += table.maybe(uint32_t(ids[i]));
         }
+        int64_t nd = 0;  // dense-row terms of this document, accumulated in one SIMD call below
         for (int64_t h = 0; h < nh; ++h) {
-          const int64_t p = a.d_off[n] + hits[h];
-          const int32_t e = table.probe(uint32_t(a.d_idx[p]));
+          const int32_t e = table.probe(uint32_t(ids[hits[h]]));
           if (e < 0) continue;
-          const float w = weight(a.d_val, a.dtype, p);
-          if (dr[e] >= 0) {
-            const float* wq = dw + dr[e] * Bp;
-            for (int64_t b = 0; b < Bp; ++b) row[b] += wq[b] * w;
+          const Entry en = info[e];
+          const float w = weight(d_val, dt, p0 + hits[h]);
+          if (en.dense >= 0) {
+            drow[nd] = en.dense;
+            dwt[nd++] = w;
           } else {
-            for (int64_t k = st[e]; k < st[e + 1]; ++k) row[pq[k]] += pw[k] * w;
+            for (int32_t k = en.begin; k < en.end; ++k) row[pq[k]] += pw[k] * w;
           }
         }
+        if (nd) dense_rows(row, dw, Bp, Bp, drow, dwt, nd);
       }
       for (int64_t b = 0; b < B; ++b) {
         float* o = a.out + b * N + n0;

@@ -31,4 +31,19 @@ struct SparseDotArgs {
 // Validated inputs only (the bindings check shapes, offsets and query_index).
 void sparse_dot(const SparseDotArgs& args);
 
+namespace cpu {
+
+// row[l] += sum_h w[h] * W[rows[h] * ldw + l] for l < lanes (a multiple of 16): the dense-row part of one
+// document's all-pairs scores, one vector FMA per 16 queries per matching term. One per ISA.
+using DenseRowsFn = void (*)(float* row, const float* W, int64_t ldw, int64_t lanes, const int32_t* rows,
+                             const float* w, int64_t n);
+#if defined(FUSEDSCORE_X86_TUS)
+void sparse_dense_rows_avx2(float* row, const float* W, int64_t ldw, int64_t lanes, const int32_t* rows,
+                            const float* w, int64_t n);
+void sparse_dense_rows_avx512(float* row, const float* W, int64_t ldw, int64_t lanes, const int32_t* rows,
+                              const float* w, int64_t n);
+#endif
+
+}  // namespace cpu
+
 }  // namespace fusedscore

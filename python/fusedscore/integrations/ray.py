@@ -293,7 +293,7 @@ def run_cli(args: argparse.Namespace) -> int:
         lines, n_pairs, bad = _valid_lines(fin)
     cuda = str(args.device or "").startswith("cuda")
     weights = [float(w) for w in args.weights.split(",")] if args.weights else None
-    started = not ray.is_initialized()
+    started = bool(lines) and not ray.is_initialized()  # no valid line: no cluster to start
     if started:
         ray.init(address=args.ray or None)
     ctx = ray.data.DataContext.get_current()

@@ -99,7 +99,7 @@ class BGEM3(EncoderBase):
         return self
 
     @torch.inference_mode()
-    def encode(self, texts: list[str], *, batch_size: int = 32, max_length: int | None = 8192,
+    def encode(self, texts: list[str], *, batch_size: int = 32, max_length: int | None = None,
                return_dense: bool = True, return_sparse: bool = False, return_colbert_vecs: bool = False,
                as_containers: bool = False, show_progress_bar: bool | None = None) -> dict[str, Any]:
         """Encode texts; FlagEmbedding's ``BGEM3FlagModel.encode`` output, or fusedscore containers.
@@ -107,7 +107,9 @@ class BGEM3(EncoderBase):
         Args:
             texts: N strings. An empty string encodes as ``<s></s>`` (as the peer): a dense vector, no
                 lexical weights, one colbert vector (the ``</s>`` token).
-            max_length: truncation limit in tokens, capped at the model's limit; None -> ``self.max_length``.
+            max_length: truncation limit in tokens, capped at the model's limit; None -> ``self.max_length``
+                (from_pretrained's ``max_length``, else the model's limit: 8192 for BGE-M3, the value
+                the API contract names; FlagEmbedding's own default is 512).
                 ``self.last_truncated`` holds how many texts were cut.
             as_containers: False -> ``dense_vecs`` np float32 [N, H], ``lexical_weights`` list of
                 {str(token_id): float}, ``colbert_vecs`` list of np float32 [L_i - 1, D_c]. True ->

@@ -4,6 +4,7 @@ Pooling modes (``1_Pooling/config.json``, new ``pooling_mode`` key or legacy ``p
 several modes concatenate in sentence-transformers' order): cls, max, mean, mean_sqrt_len_tokens,
 weightedmean, lasttoken. Right padding is assumed (encoder models). The truncation limit is
 ``max_seq_length`` from sentence_bert_config.json, else the tokenizer's / position table's limit.
+Prompts from config_sentence_transformers.json are not applied: put an instruction prefix in the text.
 """
 
 from __future__ import annotations

@@ -6,7 +6,6 @@ code itself.
 
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch

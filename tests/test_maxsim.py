@@ -39,10 +39,13 @@ LD = [0, 1, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 15, 16, 17, 24, 25, 49]
 
 @pytest.fixture(params=LEVELS or [pytest.param(None, marks=needs_native)])
 def simd(request):
-    """Run the test once per SIMD level of this CPU/build, restoring the level afterwards."""
+    """Run the test once per SIMD level of this CPU/build, restoring the level afterwards. Small inputs are
+    threaded too (min-work scale 0), so the multi-threaded paths run on these shapes."""
     prev = NATIVE.set_simd(request.param)
+    prev_scale = NATIVE._set_min_work_scale(0.0)
     yield request.param
     NATIVE.set_simd(prev)
+    NATIVE._set_min_work_scale(prev_scale)
 
 
 def _multivectors(lengths: list[int], dim: int, dtype: torch.dtype, seed: int) -> MultiVectors:
@@ -142,7 +145,7 @@ def test_property_random_ragged(q_lens, d_lens, dim, dtype, reduce, paired, seed
             return  # paired mode needs a query for every document
         qi = torch.randint(0, len(q), (len(d),), generator=torch.Generator().manual_seed(seed)).sort().values
     groups = None if qi is None else torch.searchsorted(qi, torch.arange(len(q) + 1))
-    prev = NATIVE.info()["simd"]
+    prev, prev_scale = NATIVE.info()["simd"], NATIVE._set_min_work_scale(0.0)
     try:
         for level in LEVELS:
             NATIVE.set_simd(level)
@@ -150,6 +153,7 @@ def test_property_random_ragged(q_lens, d_lens, dim, dtype, reduce, paired, seed
             _check(q, d, got, query_index=qi, reduce=reduce)
     finally:
         NATIVE.set_simd(prev)
+        NATIVE._set_min_work_scale(prev_scale)
 
 
 @pytest.mark.parametrize("backend", ["native", "reference"])

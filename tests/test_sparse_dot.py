@@ -32,15 +32,17 @@ LEVELS = NATIVE.info()["simd_levels"] if NATIVE is not None else [None]
 
 @contextlib.contextmanager
 def _simd(level):
-    """Native cases run once per SIMD level (the dense-row accumulation is per ISA); restored afterwards."""
+    """Native cases run once per SIMD level (the dense-row accumulation is per ISA), threaded even when small
+    (min-work scale 0); both restored afterwards."""
     if NATIVE is None or level is None:
         yield
         return
-    prev = NATIVE.set_simd(level)
+    prev, prev_scale = NATIVE.set_simd(level), NATIVE._set_min_work_scale(0.0)
     try:
         yield
     finally:
         NATIVE.set_simd(prev)
+        NATIVE._set_min_work_scale(prev_scale)
 
 
 def _skip_missing(backend: str) -> None:
@@ -114,8 +116,9 @@ def test_paired_unsorted_query_index_native():
     d = _zipf_rows(400, 20, 100, g)
     qi = torch.randint(0, 5, (400,), generator=g)
     out = torch.empty(400)
-    NATIVE.sparse_dot(q.indices.numpy(), q.values.numpy(), q.offsets.numpy(), d.indices.numpy(), d.values.numpy(),
-                      d.offsets.numpy(), qi.numpy(), q.vocab_size, "float32", out.numpy())
+    with _simd(LEVELS[-1]):
+        NATIVE.sparse_dot(q.indices.numpy(), q.values.numpy(), q.offsets.numpy(), d.indices.numpy(), d.values.numpy(),
+                          d.offsets.numpy(), qi.numpy(), q.vocab_size, "float32", out.numpy())
     _check(q, d, out, query_index=qi)
 
 

@@ -13,7 +13,16 @@ import fusedscore as fs
 from fusedscore import _dispatch
 from fusedscore.containers import MultiVectors, SparseVectors
 
-pytestmark = pytest.mark.skipif(_dispatch.native_module() is None, reason="native extension not built")
+NATIVE = _dispatch.native_module()
+pytestmark = pytest.mark.skipif(NATIVE is None, reason="native extension not built")
+
+
+@pytest.fixture(autouse=True)
+def threaded_even_when_small():
+    """These inputs are small: scale the per-thread work minimum to 0 so every call opens an OpenMP team."""
+    prev = NATIVE._set_min_work_scale(0.0)
+    yield
+    NATIVE._set_min_work_scale(prev)
 
 
 def _calls():

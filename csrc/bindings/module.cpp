@@ -216,4 +216,6 @@ PYBIND11_MODULE(_native, m) {
         py::arg("out"), "Sparse dot products into out ([B, N] or [N]); see _native.pyi.");
   m.def("info", &info, "Build and CPU facts: SIMD level in use and available, OpenMP, threads, compiler.");
   m.def("set_simd", &set_simd, py::arg("level"), "Switch the SIMD level (tests); returns the previous one.");
+  m.def("_set_min_work_scale", &fusedscore::set_min_work_scale, py::arg("scale"),
+        "Tests: scale the least work per extra thread (0 = thread even tiny calls); returns the previous scale.");
 }

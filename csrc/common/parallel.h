@@ -32,10 +32,21 @@ inline bool have_openmp() {
 #endif
 }
 
-// Number of threads a parallel_for over `n_chunks` chunks will use (never more threads than chunks).
-inline int threads_for(int64_t n_chunks) {
+// Scale on every `min_work` below (1 by default; tests set 0 so that small inputs exercise the threaded paths).
+// Defined in parallel.cpp.
+double min_work_scale();
+double set_min_work_scale(double scale);  // returns the previous scale
+
+// Number of threads for a parallel_for over `n_chunks` chunks doing `work` units in total: never more threads
+// than chunks, and one more thread only per `min_work` units. Waking a team costs microseconds on an idle
+// machine and up to a scheduler time slice on a busy one (the region ends only when every team thread has
+// run), so short calls stay on the calling thread.
+inline int threads_for(int64_t n_chunks, double work = 1e300, double min_work = 1.0) {
   int64_t t = max_threads();
   if (n_chunks < t) t = n_chunks;
+  const double scaled = min_work * min_work_scale();
+  const double by_work = scaled > 0.0 ? work / scaled : 1e300;
+  if (by_work < static_cast<double>(t)) t = static_cast<int64_t>(by_work);
   return t < 1 ? 1 : static_cast<int>(t);
 }
 

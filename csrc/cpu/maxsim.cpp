@@ -30,6 +30,7 @@ using cpu::TileMaxFn;
 constexpr int64_t kPackBudgetBytes = int64_t(32) << 20;  // all-pairs: packed queries held at once
 constexpr int64_t kChunkBytes = int64_t(128) << 10;       // document rows scored per query pass (L2-resident)
 constexpr int64_t kItemsPerThread = 32;                    // dynamic-schedule granularity target
+constexpr double kMinMacsPerThread = 16e6;                 // ~0.1 ms of FMAs: below it, one thread
 
 // A float buffer aligned to a cache line (packed query rows are whole 64-byte lines).
 class Buffer {
@@ -219,7 +220,7 @@ void maxsim_all_pairs(const MaxSimArgs& a, const Plan& p) {
     const int64_t nq = b1 - b0;
     Buffer packed(static_cast<size_t>(pack_off.back()));
 
-    const int threads_pack = threads_for(nq);
+    const int threads_pack = threads_for(nq, double(pack_off.back()), kMinMacsPerThread);
     const int64_t tmp_floats = p.pairs || p.dtype == DType::kF32 ? 0 : max_lq * D;
     std::vector<Buffer> tmp;
     for (int t = 0; t < threads_pack; ++t) tmp.emplace_back(static_cast<size_t>(tmp_floats));
@@ -237,7 +238,8 @@ void maxsim_all_pairs(const MaxSimArgs& a, const Plan& p) {
     const int64_t per_group = (nq + groups - 1) / groups;
     const int64_t n_items = N * groups;
     const int64_t grain = grain_for(n_items);
-    const int threads = threads_for((n_items + grain - 1) / grain);
+    const double macs = double(rm_off.back()) * double(a.d_offsets[N]) * double(D);  // padded lanes x tokens x D
+    const int threads = threads_for((n_items + grain - 1) / grain, macs, kMinMacsPerThread);
 
     std::vector<Buffer> runmax, conv;
     std::vector<std::vector<QRef>> refs(threads);
@@ -274,7 +276,11 @@ void maxsim_paired(const MaxSimArgs& a, const Plan& p) {
   for (int64_t n = 0; n < N; ++n) max_ld = std::max(max_ld, a.d_offsets[n + 1] - a.d_offsets[n]);
   const int64_t max_lqp = round16(max_lq);
   const int64_t grain = grain_for(N);
-  const int threads = threads_for((N + grain - 1) / grain);
+  double macs = 0.0;
+  for (int64_t n = 0; n < N; ++n)
+    macs += double(round16(a.q_offsets[a.query_index[n] + 1] - a.q_offsets[a.query_index[n]])) *
+            double(a.d_offsets[n + 1] - a.d_offsets[n]) * double(D);
+  const int threads = threads_for((N + grain - 1) / grain, macs, kMinMacsPerThread);
 
   std::vector<Buffer> pack, runmax, conv, tmp;
   for (int t = 0; t < threads; ++t) {

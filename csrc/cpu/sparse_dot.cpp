@@ -23,7 +23,8 @@ namespace fusedscore {
 namespace {
 
 constexpr uint32_t kEmpty = 0xffffffffu;
-constexpr int kMaxFilterBits = 21;  // 2^21 bits = 256 KiB; larger vocabularies alias (filter false positives)
+constexpr int kMaxFilterBits = 21;
+constexpr double kMinTermsPerThread = 32768;  // document terms (~0.1 ms of probes): below it, one thread  // 2^21 bits = 256 KiB; larger vocabularies alias (filter false positives)
 
 inline float weight(const void* v, DType dt, int64_t i) {
   switch (dt) {
@@ -183,7 +184,7 @@ void sparse_all_pairs(const SparseDotArgs& a) {
   const int64_t nb = std::max<int64_t>(1, std::min<int64_t>(64, 8192 / Bp));
   const int64_t n_blocks = (N + nb - 1) / nb;
   const int64_t grain = std::max<int64_t>(1, n_blocks / (int64_t(max_threads()) * 16));
-  const int threads = threads_for((n_blocks + grain - 1) / grain);
+  const int threads = threads_for((n_blocks + grain - 1) / grain, double(a.d_off[N]), kMinTermsPerThread);
   std::vector<std::vector<float>> acc(threads, std::vector<float>(static_cast<size_t>(nb * Bp)));
   const int64_t max_len = max_row_nnz(a.d_off, N);
   std::vector<std::vector<int32_t>> hit_buf(threads, std::vector<int32_t>(static_cast<size_t>(max_len)));
@@ -253,7 +254,7 @@ void sparse_paired(const SparseDotArgs& a) {
   const int64_t N = a.n_docs;
   const int64_t max_q = max_row_nnz(a.q_off, a.n_queries);
   const int64_t grain = std::max<int64_t>(1, N / (int64_t(max_threads()) * 32));
-  const int threads = threads_for((N + grain - 1) / grain);
+  const int threads = threads_for((N + grain - 1) / grain, double(a.d_off[N]), kMinTermsPerThread);
   std::vector<TermTable> tables;
   std::vector<std::vector<float>> wq(threads, std::vector<float>(static_cast<size_t>(max_q)));
   for (int t = 0; t < threads; ++t) tables.emplace_back(max_q, a.vocab_size);

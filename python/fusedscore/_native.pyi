@@ -51,3 +51,7 @@ def sparse_dot(
 def info() -> NativeInfo: ...
 def set_simd(level: str) -> str:
     """Switch the process-wide SIMD level (tests); returns the previous one. ValueError if unavailable."""
+
+def _set_min_work_scale(scale: float) -> float:
+    """Tests: scale the least work a call needs per extra thread (1 by default; 0 threads even tiny calls, so
+    small inputs exercise the parallel paths). Returns the previous scale."""

@@ -56,8 +56,8 @@ template <class Body>
 void parallel_for(int64_t n, int64_t grain, int threads, const Body& body) {
   if (n <= 0) return;
   if (grain < 1) grain = 1;
-  const int64_t n_chunks = (n + grain - 1) / grain;
 #if defined(FUSEDSCORE_HAVE_OPENMP)
+  const int64_t n_chunks = (n + grain - 1) / grain;
   if (threads > 1 && n_chunks > 1) {
 #pragma omp parallel num_threads(threads)
     {

@@ -14,7 +14,7 @@ import torch
 
 from fusedscore import MultiVectors, cli
 from fusedscore.cli_rerank import BadLine, parse_row, rerank_rows
-from fusedscore.rerank import Reranker
+from fusedscore.reranker import Reranker
 
 
 class ColBERT:
@@ -124,7 +124,7 @@ def test_parse_row_errors():
 def test_cli_with_a_real_tiny_cross_encoder(tmp_path, capsys):
     pytest.importorskip("fusedscore.encoders")
     st_ce = pytest.importorskip("sentence_transformers").CrossEncoder
-    from _tiny_models import TEXTS, build_cross_encoder
+    from fusedscore.testing.tiny_models import TEXTS, build_cross_encoder
 
     path = str(build_cross_encoder(tmp_path / "ce"))
     inp = _write(tmp_path / "in.jsonl", [json.dumps({"query": TEXTS[0], "documents": TEXTS[1:]})])

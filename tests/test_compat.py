@@ -254,7 +254,7 @@ def test_similarity_sparse_dot_and_errors():
 def test_compute_score_real_tiny_bgem3_matches_flagembedding(tmp_path):
     enc = pytest.importorskip("fusedscore.encoders")
     M3 = _flag_m3()
-    from _tiny_models import TEXTS, build_bgem3
+    from fusedscore.testing.tiny_models import TEXTS, build_bgem3
 
     path = str(build_bgem3(tmp_path / "m3", colbert_dim=24))
     pairs = [(TEXTS[0], t) for t in TEXTS[1:]] + [(TEXTS[2], TEXTS[3]), (TEXTS[2], TEXTS[0])]
@@ -278,7 +278,7 @@ def test_compute_score_real_tiny_bgem3_matches_flagembedding(tmp_path):
 @pytest.mark.encoders
 def test_bgem3_methods_delegate_to_compat(tmp_path):
     enc = pytest.importorskip("fusedscore.encoders")
-    from _tiny_models import TEXTS, build_bgem3
+    from fusedscore.testing.tiny_models import TEXTS, build_bgem3
 
     m = enc.BGEM3.from_pretrained(str(build_bgem3(tmp_path / "m3")), device="cpu")
     pairs = [(TEXTS[0], TEXTS[2]), (TEXTS[5], TEXTS[0])]

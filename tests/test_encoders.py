@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-import _tiny_models as T
+from fusedscore.testing import tiny_models as T
 from _tol import ATOL, RTOL, key_for
 
 pytestmark = pytest.mark.encoders

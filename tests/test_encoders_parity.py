@@ -2,7 +2,7 @@
 
 Peers (test-only, skipped with a reason when missing): FlagEmbedding ``BGEM3FlagModel``, pylate
 ``models.ColBERT``, sentence-transformers ``SentenceTransformer`` / ``SparseEncoder`` / ``CrossEncoder``.
-Models are the tiny random-weight ones of ``_tiny_models`` (fp32, CPU); the optional real-weight tests use
+Models are the tiny random-weight ones of ``fusedscore.testing.tiny_models`` (fp32, CPU); the optional real-weight tests use
 the PyPI-packaged all-MiniLM-L6-v2 and splade-tiny (ASSETS.md). Batch sizes differ between peer and
 fusedscore on purpose: results must not depend on how texts are batched.
 """
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-import _tiny_models as T
+from fusedscore.testing import tiny_models as T
 from _tol import ATOL, RTOL, key_for
 
 pytestmark = [pytest.mark.encoders, pytest.mark.peers]

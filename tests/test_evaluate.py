@@ -302,7 +302,7 @@ def test_trec_dl19_bm25_matches_the_published_ndcg():
 @pytest.mark.encoders
 def test_cli_with_tiny_models_end_to_end(tmp_path, capsys):
     pytest.importorskip("fusedscore.encoders", reason="the encoders are not available")
-    import _tiny_models as tm
+    from fusedscore.testing import tiny_models as tm
     from fusedscore.encoders import DenseEncoder
 
     docs = [{"_id": f"c{i}", "text": t} for i, t in enumerate(tm.CORPUS)]

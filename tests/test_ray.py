@@ -14,11 +14,11 @@ import torch
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 
-import _tiny_models as T  # noqa: E402
+from fusedscore.testing import tiny_models as T  # noqa: E402
 from _tol import ATOL, RTOL, key_for  # noqa: E402
 from fusedscore import cli  # noqa: E402
 from fusedscore.integrations.ray import RerankPredictor, rerank_dataset  # noqa: E402
-from fusedscore.rerank import Reranker  # noqa: E402
+from fusedscore.reranker import Reranker  # noqa: E402
 
 pytestmark = [
     pytest.mark.encoders,

@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 
 from _tol import assert_scores_close, key_for
 from fusedscore import MultiVectors, SparseVectors
-from fusedscore.rerank import Reranker, score_embeddings
+from fusedscore.reranker import Reranker, score_embeddings
 
-rr = importlib.import_module("fusedscore.rerank")  # the package attribute `rerank` is the PyLate-style function
+import fusedscore.reranker as rr
 DIM = 8
 VOCAB = 50
 
@@ -334,7 +334,7 @@ def test_rerank_embeddings_property_topk_is_sorted_oracle(sizes, k, seed):
 def test_real_cross_encoder_matches_sentence_transformers_rank(tmp_path):
     enc = pytest.importorskip("fusedscore.encoders")
     st_ce = pytest.importorskip("sentence_transformers").CrossEncoder
-    from _tiny_models import TEXTS, build_cross_encoder
+    from fusedscore.testing.tiny_models import TEXTS, build_cross_encoder
 
     path = build_cross_encoder(tmp_path / "ce")
     ours = Reranker(enc.CrossEncoder.from_pretrained(str(path))).rank(TEXTS[0], TEXTS[1:], top_k=5)
@@ -350,7 +350,7 @@ def test_real_colbert_matches_pylate_scoring(tmp_path):
     the max for random weights: the documented difference)."""
     enc = pytest.importorskip("fusedscore.encoders")
     rank = pytest.importorskip("pylate.rank")
-    from _tiny_models import TEXTS, build_colbert
+    from fusedscore.testing.tiny_models import TEXTS, build_colbert
 
     model = enc.ColBERT.from_pretrained(str(build_colbert(tmp_path / "colbert")))
     docs = TEXTS[1:]

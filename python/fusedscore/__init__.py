@@ -10,9 +10,8 @@ from .containers import MultiVectors, SparseVectors
 from .muvera import FDE
 from .ops import (dense_dot, hybrid, maxsim, maxsim_topk, reciprocal_rank_fusion, sparse_dot, topk)
 from .retrieval import FDEIndex, retrieve
-from .rerank import Reranker, score_embeddings
-# the PyLate-style function takes the name `fusedscore.rerank`; the module stays importable as
-# `from fusedscore.rerank import Reranker` / `importlib.import_module("fusedscore.rerank")`
+from .reranker import Reranker, score_embeddings
+# `fusedscore.rerank` is PyLate's rank.rerank drop-in (a function); the Reranker class lives in fusedscore.reranker
 from .compat import (colbert_score, compute_lexical_matching_score, compute_score, rerank, similarity,
                      similarity_pairwise)
 

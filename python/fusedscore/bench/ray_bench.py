@@ -59,7 +59,7 @@ def _single(model_dir: str, rows: list[dict[str, Any]], device: str, top_k: int 
     import torch
 
     from ..cli_rerank import rerank_rows
-    from ..rerank import Reranker
+    from ..reranker import Reranker
 
     t0 = time.perf_counter()
     reranker = Reranker(model_dir, device=device)

@@ -61,20 +61,15 @@ def _skipped(name: str, why: str, device: str) -> list[dict[str, Any]]:
 
 
 def _tiny(kind: str, root: Path) -> Path:
-    """A tiny random-weight model directory from the test builders (present in a source checkout)."""
-    import sys
+    """A tiny random-weight model directory (fusedscore.testing builds it offline)."""
+    from ..testing import tiny_models
 
-    tests = Path(__file__).resolve().parents[3] / "tests"
-    if str(tests) not in sys.path:
-        sys.path.insert(0, str(tests))
-    import _tiny_models as T  # noqa: PLC0415 - test helper
-
-    return {"cross": T.build_cross_encoder, "colbert": T.build_colbert, "bgem3": T.build_bgem3}[kind](root / kind)
+    return tiny_models.build(kind, root)
 
 
 def _cross_e2e(root: Path, queries: list[str], cands: list[list[str]], device: str, budget: float, pairs: int):
     from ..encoders import CrossEncoder
-    from ..rerank import Reranker
+    from ..reranker import Reranker
 
     path = str(_tiny("cross", root))
     ours = Reranker(CrossEncoder.from_pretrained(path, device=device))
@@ -90,7 +85,7 @@ def _cross_e2e(root: Path, queries: list[str], cands: list[list[str]], device: s
 
 def _colbert_e2e(root: Path, queries: list[str], cands: list[list[str]], device: str, budget: float, pairs: int):
     from ..encoders import ColBERT
-    from ..rerank import Reranker
+    from ..reranker import Reranker
 
     model = ColBERT.from_pretrained(str(_tiny("colbert", root)), device=device)
     ours = Reranker(model)
@@ -149,7 +144,7 @@ def _colbert_scoring(nq: int, nc: int, device: str, budget: float):
     docs = [_ragged(nc, 100, 300, 128, g, device) for _ in range(nq)]
     ids = [list(range(nc)) for _ in range(nq)]
     from ..containers import MultiVectors
-    from ..rerank import score_embeddings
+    from ..reranker import score_embeddings
 
     qmv = MultiVectors.from_list(qs)
     dmv = MultiVectors.from_list([d for ds in docs for d in ds])
@@ -168,7 +163,7 @@ def _colbert_scoring(nq: int, nc: int, device: str, budget: float):
 
 def _bgem3_scoring(nq: int, nc: int, device: str, budget: float, batch: int = 16):
     from ..containers import MultiVectors, SparseVectors
-    from ..rerank import score_embeddings
+    from ..reranker import score_embeddings
 
     g = torch.Generator().manual_seed(1)
     V, D = 250002, 1024

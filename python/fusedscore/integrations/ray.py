@@ -105,7 +105,7 @@ class RerankPredictor:
                  batch_size: int = 32, weights: Any = None, normalize: str = "none", fusion: str = "weighted",
                  max_memory: int | None = None, return_documents: bool = False, **reranker_kwargs: Any):
         from .. import _check as C
-        from ..rerank import Reranker
+        from ..reranker import Reranker
 
         where = "RerankPredictor"
         self.top_k = None if top_k is None else C.check_k(top_k, where, "top_k")

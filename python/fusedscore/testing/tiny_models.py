@@ -269,3 +269,12 @@ def build_cross_encoder(out: str | Path, *, seed: int = 0, num_labels: int = 1, 
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+BUILDERS = {"dense": build_dense, "splade": build_splade, "bgem3": build_bgem3, "colbert": build_colbert,
+            "cross": build_cross_encoder}
+
+
+def build(kind: str, root: Path) -> Path:
+    """Build the tiny model of ``kind`` (a key of BUILDERS) under ``root / kind`` and return its directory."""
+    return BUILDERS[kind](Path(root) / kind)

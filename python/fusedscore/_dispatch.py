@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from . import reference
+from ._blocks import topk_over_blocks
 from .containers import MultiVectors, SparseVectors
 
 
@@ -116,21 +117,9 @@ def _triton_sparse_dot(q: SparseVectors, d: SparseVectors, query_index: torch.Te
 
 def _blocked_topk(score: Callable[..., torch.Tensor], q: MultiVectors, d: MultiVectors, k: int, reduce: str,
                   max_memory: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """All-pairs top-k over blocks of documents (zero-copy slices), so at most a [B, block] slab of scores
-    exists at once; each block's best k (a partial selection) merge into the running best k."""
-    n, b = len(d), len(q)
-    kk = min(k, n)
-    best_v = torch.empty((b, 0), dtype=torch.float32, device=d.device)
-    best_i = torch.empty((b, 0), dtype=torch.int64, device=d.device)
-    block = max(kk, max_memory // max(1, 4 * b))
-    for s in range(0, n, block):
-        sc = score(q, d.slice(s, s + block), None, reduce)
-        v, i = torch.topk(sc, min(kk, sc.shape[1]), dim=1)
-        best_v, best_i = torch.cat([best_v, v], 1), torch.cat([best_i, i + s], 1)
-        if best_v.shape[1] > kk:
-            best_v, pos = torch.topk(best_v, kk, dim=1)
-            best_i = torch.gather(best_i, 1, pos)
-    return best_v, best_i
+    """All-pairs top-k over zero-copy slices of the corpus (see _blocks.topk_over_blocks)."""
+    return topk_over_blocks(lambda s, e: score(q, d.slice(s, e), None, reduce), len(d), len(q), k, max_memory,
+                            d.device)
 
 
 def _native_maxsim_topk(q, d, k, reduce, max_memory):

@@ -32,6 +32,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
+from ._blocks import topk_over_blocks
 from .containers import MultiVectors, SparseVectors
 from .eval_data import DataError, Dataset, Run, load_dataset, read_run, write_run
 from .muvera import FDE
@@ -288,18 +289,9 @@ class Evaluator:
 
     def _blocked(self, score_block: Callable[[int, int], torch.Tensor], n: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Top-k over documents scored in blocks ``score_block(s, e) -> [B, e - s]``."""
-        nq = len(self.qids)
-        kk = min(k, n)
-        block = max(kk, (self.opt.max_memory or DEFAULT_MAX_MEMORY) // (4 * max(1, nq)))
-        best_v, best_i = torch.empty(nq, 0), torch.empty(nq, 0, dtype=torch.int64)
-        for s in self._progress(range(0, n, block), "score blocks", total=math.ceil(n / block)):
-            sc = score_block(s, min(n, s + block)).float().cpu()
-            v, i = torch.topk(sc, min(kk, sc.shape[1]), dim=1)
-            best_v, best_i = torch.cat([best_v, v], 1), torch.cat([best_i, i + s], 1)
-            if best_v.shape[1] > kk:
-                best_v, pos = torch.topk(best_v, kk, dim=1)
-                best_i = torch.gather(best_i, 1, pos)
-        return best_v, best_i
+        return topk_over_blocks(lambda s, e: score_block(s, e).cpu(), n, len(self.qids), k,
+                                self.opt.max_memory or DEFAULT_MAX_MEMORY,
+                                blocks=lambda starts: self._progress(starts, "score blocks", total=len(starts)))
 
     # ------------------------------------------------------------------ modes
     def run(self, mode: str) -> Run:

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from . import _check as C
+from ._blocks import topk_over_blocks
 from .containers import MultiVectors
 from .muvera import FDE
 from .ops import DEFAULT_MAX_MEMORY, dense_dot, maxsim
@@ -39,23 +40,8 @@ def blocked_topk(queries: torch.Tensor, docs: torch.Tensor, k: int, *, max_memor
     """
     where = "blocked_topk"
     k = C.check_k(k, where)
-    nq, n = queries.shape[0], docs.shape[0]
-    kk = min(k, n)
-    best_v = torch.empty(nq, 0, dtype=torch.float32, device=docs.device)
-    best_i = torch.empty(nq, 0, dtype=torch.int64, device=docs.device)
-    if nq == 0 or kk == 0:
-        return torch.empty(nq, kk, dtype=torch.float32, device=docs.device), torch.empty(
-            nq, kk, dtype=torch.int64, device=docs.device)
-    block = max(kk, (max_memory or DEFAULT_MAX_MEMORY) // (4 * nq))
-    for s in range(0, n, block):
-        sc = dense_dot(queries, docs[s:s + block], backend=backend)
-        v, i = torch.topk(sc, min(kk, sc.shape[1]), dim=1)
-        best_v = torch.cat([best_v, v], 1)
-        best_i = torch.cat([best_i, i + s], 1)
-        if best_v.shape[1] > kk:
-            best_v, pos = torch.topk(best_v, kk, dim=1)
-            best_i = torch.gather(best_i, 1, pos)
-    return best_v, best_i
+    return topk_over_blocks(lambda s, e: dense_dot(queries, docs[s:e], backend=backend), docs.shape[0],
+                            queries.shape[0], k, max_memory or DEFAULT_MAX_MEMORY, docs.device)
 
 
 class FDEIndex:

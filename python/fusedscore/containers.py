@@ -27,6 +27,15 @@ def _lengths_to_offsets(lengths: torch.Tensor) -> torch.Tensor:
     return off
 
 
+def _gather_positions(offsets: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For items ``idx`` of a ragged layout: (positions of their rows, in order; the new offsets)."""
+    lens = offsets[1:][idx] - offsets[:-1][idx]
+    off = _lengths_to_offsets(lens)
+    # row j of the output comes from offsets[idx[item(j)]] + (j - off[item(j)])
+    item = torch.repeat_interleave(torch.arange(idx.numel(), device=idx.device), lens)
+    return offsets[idx][item] + (torch.arange(int(off[-1]), device=idx.device) - off[item]), off
+
+
 class MultiVectors:
     """Ragged multi-vector embeddings: text ``i`` owns rows ``values[offsets[i]:offsets[i+1]]``.
 
@@ -220,12 +229,7 @@ class MultiVectors:
         if idx.numel() and (int(idx.min()) < -n or int(idx.max()) >= n):
             raise IndexError(f"MultiVectors.select: index out of range for {n} items")
         idx = idx % max(n, 1)
-        lens = self.lengths[idx]
-        off = _lengths_to_offsets(lens)
-        starts = self.offsets[idx]
-        # token j of the output comes from starts[item(j)] + (j - off[item(j)])
-        item = torch.repeat_interleave(torch.arange(idx.numel(), device=idx.device), lens)
-        rows = starts[item] + (torch.arange(int(off[-1]), device=idx.device) - off[item])
+        rows, off = _gather_positions(self.offsets, idx)
         return MultiVectors._trusted(self.values[rows], off)
 
     def slice(self, start: int, stop: int) -> "MultiVectors":
@@ -422,10 +426,7 @@ class SparseVectors:
     def select(self, index: Any) -> "SparseVectors":
         """Gather rows by index, in the given order."""
         idx = torch.as_tensor(index, dtype=torch.int64, device=self.offsets.device).reshape(-1)
-        lens = self.lengths[idx]
-        off = _lengths_to_offsets(lens)
-        item = torch.repeat_interleave(torch.arange(idx.numel(), device=idx.device), lens)
-        pos = self.offsets[idx][item] + (torch.arange(int(off[-1]), device=idx.device) - off[item])
+        pos, off = _gather_positions(self.offsets, idx)
         out = SparseVectors.__new__(SparseVectors)
         out.indices, out.values, out.offsets, out.vocab_size = self.indices[pos], self.values[pos], off, self.vocab_size
         return out

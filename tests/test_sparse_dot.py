@@ -94,6 +94,21 @@ def test_all_pairs_matches_reference(backend, dtype, level, n_queries, vocab):
     _check(q, d, got)
 
 
+@pytest.mark.parametrize("level", LEVELS)
+def test_all_pairs_huge_vocab_native(level):
+    """vocab_size > 2**22: the all-pairs kernel looks terms up in its hash table (behind the membership filter)
+    instead of the direct-mapped array; same scores."""
+    _skip_missing("native")
+    g = torch.Generator().manual_seed(8)
+    q = _zipf_rows(40, 12, 5000, g)
+    d = _zipf_rows(150, 40, 5000, g)
+    out = torch.empty(40, 150)
+    with _simd(level):
+        NATIVE.sparse_dot(q.indices.numpy(), q.values.numpy(), q.offsets.numpy(), d.indices.numpy(), d.values.numpy(),
+                          d.offsets.numpy(), None, (1 << 23) + 5, "float32", out.numpy())
+    _check(q, d, out)
+
+
 @pytest.mark.parametrize("backend, dtype, level", BACKEND_DTYPES)
 def test_paired_matches_reference(backend, dtype, level):
     _skip_missing(backend)

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "common/half.h"
@@ -23,8 +24,9 @@ namespace fusedscore {
 namespace {
 
 constexpr uint32_t kEmpty = 0xffffffffu;
-constexpr int kMaxFilterBits = 21;
-constexpr double kMinTermsPerThread = 32768;  // document terms (~0.1 ms of probes): below it, one thread  // 2^21 bits = 256 KiB; larger vocabularies alias (filter false positives)
+constexpr int kMaxFilterBits = 21;  // 2^21 bits = 256 KiB; larger vocabularies alias (filter false positives)
+constexpr int kMaxDirectBits = 22;  // all-pairs: a direct-mapped term -> entry array up to 2^22 ids (16 MiB)
+constexpr double kMinTermsPerThread = 32768;  // document terms (~0.1 ms of probes): below it, one thread
 
 inline float weight(const void* v, DType dt, int64_t i) {
   switch (dt) {
@@ -32,6 +34,13 @@ inline float weight(const void* v, DType dt, int64_t i) {
     case DType::kF16: return half_to_float(static_cast<const uint16_t*>(v)[i]);
     default: return bf16_to_float(static_cast<const uint16_t*>(v)[i]);
   }
+}
+
+template <DType DT>
+inline float weight_as(const void* v, int64_t i) {
+  if constexpr (DT == DType::kF32) return static_cast<const float*>(v)[i];
+  else if constexpr (DT == DType::kF16) return half_to_float(static_cast<const uint16_t*>(v)[i]);
+  else return bf16_to_float(static_cast<const uint16_t*>(v)[i]);
 }
 
 int log2_ceil(uint64_t x) {
@@ -135,44 +144,125 @@ int64_t max_row_nnz(const int64_t* off, int64_t n) {
   return m;
 }
 
+// Scores of documents [lo, hi) blocks for one lookup (term id -> code) and one weight dtype. A code is the
+// term's entry: [0, n_dense) a dense row, [n_dense, n_entries) a postings list, -1 no query has the term.
+template <DType DT, class Code>
+void all_pairs_blocks(const SparseDotArgs& a, const Code& code_of, int64_t nb, int64_t Bp, int32_t n_dense,
+                      const int64_t* start, const int32_t* pq, const float* pw, const float* dw,
+                      cpu::DenseRowsFn dense_rows, float* t, int32_t* drow, float* dwt, int32_t* sent, float* swt,
+                      int64_t lo, int64_t hi) {
+  const int64_t B = a.n_queries, N = a.n_docs;
+  const int32_t* d_idx = a.d_idx;
+  const int64_t* d_off = a.d_off;
+  const void* d_val = a.d_val;
+  for (int64_t blk = lo; blk < hi; ++blk) {
+    const int64_t n0 = blk * nb, cnt = std::min(nb, N - n0);
+    std::fill(t, t + cnt * Bp, 0.0f);
+    for (int64_t j = 0; j < cnt; ++j) {
+      const int64_t n = n0 + j;
+      float* row = t + j * Bp;
+      // Split the terms into dense-row and postings hits without branches: whether a term hits, and how,
+      // is data-dependent (about a coin flip on Zipf-distributed vocabularies), so a branch per term would
+      // mispredict constantly. Both lists are written every time; only the taken one advances.
+      const int64_t p0 = d_off[n], len = d_off[n + 1] - p0;
+      const int32_t* ids = d_idx + p0;
+      int64_t nd = 0, ns = 0;
+      for (int64_t i = 0; i < len; ++i) {
+        const int32_t c = code_of(ids[i]);
+        const float w = weight_as<DT>(d_val, p0 + i);
+        drow[nd] = c;
+        dwt[nd] = w;
+        nd += uint32_t(c) < uint32_t(n_dense);
+        sent[ns] = c;
+        swt[ns] = w;
+        ns += c >= n_dense;
+      }
+      for (int64_t s = 0; s < ns; ++s) {
+        const int64_t e = sent[s];
+        const float w = swt[s];
+        for (int64_t k = start[e]; k < start[e + 1]; ++k) row[pq[k]] += pw[k] * w;
+      }
+      if (nd) dense_rows(row, dw, Bp, Bp, drow, dwt, nd);
+    }
+    for (int64_t b = 0; b < B; ++b) {
+      float* o = a.out + b * N + n0;
+      for (int64_t j = 0; j < cnt; ++j) o[j] = t[j * Bp + b];
+    }
+  }
+}
+
 void sparse_all_pairs(const SparseDotArgs& a) {
   const int64_t B = a.n_queries, N = a.n_docs;
   const int64_t nnz_q = a.q_off[B];
   const int64_t Bp = (B + 15) / 16 * 16;  // a dense row over the queries, padded for whole vectors
-  // Inverted index of the queries: term -> entry e. A frequent term (in >= Bp/16 queries) gets a dense row
-  // of weights over all queries (zeros where absent): one vectorisable multiply-add over Bp lanes beats df
+  // Inverted index of the queries: term -> entry. A frequent term (in >= Bp/16 queries) gets a dense row of
+  // weights over all queries (zeros where absent): one vectorisable multiply-add over Bp lanes beats df
   // scattered updates. A rare term keeps its postings post_q/post_w[start[e]:start[e+1]]. Adding 0 * w for an
   // absent query leaves the sum unchanged, so both forms give the same bits.
-  TermTable table(nnz_q, a.vocab_size);
+  // Term -> entry is a direct-mapped array over the vocabulary (one load per document term) up to
+  // 2^kMaxDirectBits ids, else the hash table behind its membership filter.
+  const bool direct = a.vocab_size <= (int64_t(1) << kMaxDirectBits);
+  std::vector<int32_t> code_map;  // [V + 1], code_map[V] = -1 for out-of-range document ids
+  TermTable table;
   std::vector<int32_t> entry_of(static_cast<size_t>(nnz_q));
   std::vector<int64_t> count;
-  for (int64_t p = 0; p < nnz_q; ++p) {
-    bool fresh;
-    const int64_t s = table.insert(uint32_t(a.q_idx[p]), int32_t(count.size()), &fresh);
-    if (fresh) count.push_back(0);
-    entry_of[p] = table.payload(s);
-    ++count[size_t(entry_of[p])];
+  if (direct) {
+    code_map.assign(static_cast<size_t>(a.vocab_size + 1), -1);
+    for (int64_t p = 0; p < nnz_q; ++p) {
+      int32_t& m = code_map[size_t(a.q_idx[p])];
+      if (m < 0) {
+        m = int32_t(count.size());
+        count.push_back(0);
+      }
+      entry_of[p] = m;
+      ++count[size_t(m)];
+    }
+  } else {
+    table = TermTable(nnz_q, a.vocab_size);
+    for (int64_t p = 0; p < nnz_q; ++p) {
+      bool fresh;
+      const int64_t s = table.insert(uint32_t(a.q_idx[p]), int32_t(count.size()), &fresh);
+      if (fresh) count.push_back(0);
+      entry_of[p] = table.payload(s);
+      ++count[size_t(entry_of[p])];
+    }
   }
+  // Renumber: dense entries first (code = dense row), then the postings entries.
   const size_t n_entries = count.size();
-  std::vector<int64_t> start(n_entries + 1, 0), dense_row(n_entries, -1);
-  int64_t n_dense = 0;
-  for (size_t e = 0; e < n_entries; ++e) {
-    const bool dense = count[e] * 16 >= Bp;
-    if (dense) dense_row[e] = n_dense++;
-    start[e + 1] = start[e] + (dense ? 0 : count[e]);
+  std::vector<int32_t> code(n_entries);
+  int32_t n_dense = 0;
+  for (size_t e = 0; e < n_entries; ++e)
+    if (count[e] * 16 >= Bp) code[e] = n_dense++;
+  {
+    int32_t c = n_dense;
+    for (size_t e = 0; e < n_entries; ++e)
+      if (count[e] * 16 < Bp) code[e] = c++;
+  }
+  std::vector<int64_t> start(n_entries + 1, 0);  // by code; dense codes have empty ranges
+  for (size_t e = 0; e < n_entries; ++e) start[size_t(code[e]) + 1] = code[e] < n_dense ? 0 : count[e];
+  for (size_t c = 0; c < n_entries; ++c) start[c + 1] += start[c];
+  if (direct) {
+    for (int64_t p = 0; p < nnz_q; ++p) code_map[size_t(a.q_idx[p])] = code[size_t(entry_of[p])];
+  } else {
+    TermTable remapped(nnz_q, a.vocab_size);
+    for (int64_t p = 0; p < nnz_q; ++p) {
+      bool fresh;
+      remapped.insert(uint32_t(a.q_idx[p]), code[size_t(entry_of[p])], &fresh);
+    }
+    table = std::move(remapped);
   }
   std::vector<int32_t> post_q(static_cast<size_t>(start[n_entries]));
   std::vector<float> post_w(static_cast<size_t>(start[n_entries]));
-  std::vector<float> dense(static_cast<size_t>(n_dense * Bp), 0.0f);
+  std::vector<float> dense(static_cast<size_t>(int64_t(n_dense) * Bp), 0.0f);
   std::vector<int64_t> fill(start.begin(), start.end() - 1);
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t p = a.q_off[b]; p < a.q_off[b + 1]; ++p) {
-      const size_t e = size_t(entry_of[p]);
+      const int32_t c = code[size_t(entry_of[p])];
       const float w = weight(a.q_val, a.dtype, p);
-      if (dense_row[e] >= 0) {
-        dense[size_t(dense_row[e] * Bp + b)] = w;
+      if (c < n_dense) {
+        dense[size_t(c * Bp + b)] = w;
       } else {
-        const int64_t at = fill[e]++;
+        const int64_t at = fill[size_t(c)]++;
         post_q[size_t(at)] = int32_t(b);
         post_w[size_t(at)] = w;
       }
@@ -186,67 +276,34 @@ void sparse_all_pairs(const SparseDotArgs& a) {
   const int64_t grain = std::max<int64_t>(1, n_blocks / (int64_t(max_threads()) * 16));
   const int threads = threads_for((n_blocks + grain - 1) / grain, double(a.d_off[N]), kMinTermsPerThread);
   std::vector<std::vector<float>> acc(threads, std::vector<float>(static_cast<size_t>(nb * Bp)));
-  const int64_t max_len = max_row_nnz(a.d_off, N);
-  std::vector<std::vector<int32_t>> hit_buf(threads, std::vector<int32_t>(static_cast<size_t>(max_len)));
-  std::vector<std::vector<int32_t>> drow_buf(threads, std::vector<int32_t>(static_cast<size_t>(max_len)));
-  std::vector<std::vector<float>> dwt_buf(threads, std::vector<float>(static_cast<size_t>(max_len)));
+  const size_t max_len = static_cast<size_t>(max_row_nnz(a.d_off, N)) + 1;
+  std::vector<std::vector<int32_t>> drow_buf(threads, std::vector<int32_t>(max_len));
+  std::vector<std::vector<float>> dwt_buf(threads, std::vector<float>(max_len));
+  std::vector<std::vector<int32_t>> sent_buf(threads, std::vector<int32_t>(max_len));
+  std::vector<std::vector<float>> swt_buf(threads, std::vector<float>(max_len));
   const cpu::DenseRowsFn dense_rows = dense_rows_fn();
-  struct Entry {
-    int32_t begin, end;  // postings range (empty for a dense term)
-    int32_t dense;       // dense row, or -1
-  };
-  std::vector<Entry> entries(n_entries);
-  for (size_t e = 0; e < n_entries; ++e)
-    entries[e] = Entry{int32_t(start[e]), int32_t(start[e + 1]), int32_t(dense_row[e])};
   parallel_for(n_blocks, grain, threads, [&](int slot, int64_t lo, int64_t hi) {
-    // local copies: the compiler keeps them in registers instead of reloading through the closure
-    const int32_t* pq = post_q.data();
-    const float* pw = post_w.data();
-    const Entry* info = entries.data();
-    const float* dw = dense.data();
-    const int32_t* d_idx = a.d_idx;
-    const int64_t* d_off = a.d_off;
-    const void* d_val = a.d_val;
-    const DType dt = a.dtype;
-    float* t = acc[slot].data();
-    int32_t* hits = hit_buf[slot].data();
-    int32_t* drow = drow_buf[slot].data();
-    float* dwt = dwt_buf[slot].data();
-    for (int64_t blk = lo; blk < hi; ++blk) {
-      const int64_t n0 = blk * nb, cnt = std::min(nb, N - n0);
-      std::fill(t, t + cnt * Bp, 0.0f);
-      for (int64_t j = 0; j < cnt; ++j) {
-        const int64_t n = n0 + j;
-        float* row = t + j * Bp;
-        // Filter first, without branches: whether a term hits is data-dependent (about a coin flip on
-        // Zipf-distributed vocabularies), so a branch per term would mispredict constantly.
-        const int64_t p0 = d_off[n], len = d_off[n + 1] - p0;
-        const int32_t* ids = d_idx + p0;
-        int64_t nh = 0;
-        for (int64_t i = 0; i < len; ++i) {
-          hits[nh] = int32_t(i);
-          nh += table.maybe(uint32_t(ids[i]));
-        }
-        int64_t nd = 0;  // dense-row terms of this document, accumulated in one SIMD call below
-        for (int64_t h = 0; h < nh; ++h) {
-          const int32_t e = table.probe(uint32_t(ids[hits[h]]));
-          if (e < 0) continue;
-          const Entry en = info[e];
-          const float w = weight(d_val, dt, p0 + hits[h]);
-          if (en.dense >= 0) {
-            drow[nd] = en.dense;
-            dwt[nd++] = w;
-          } else {
-            for (int32_t k = en.begin; k < en.end; ++k) row[pq[k]] += pw[k] * w;
-          }
-        }
-        if (nd) dense_rows(row, dw, Bp, Bp, drow, dwt, nd);
+    const int32_t* map = code_map.data();
+    const uint32_t V = uint32_t(a.vocab_size);
+    const auto direct_code = [map, V](int32_t id) { return map[std::min(uint32_t(id), V)]; };
+    const auto hashed_code = [&table](int32_t id) { return table.find(uint32_t(id)); };
+    const auto run = [&](auto dt_tag, const auto& code_of) {
+      all_pairs_blocks<decltype(dt_tag)::value>(a, code_of, nb, Bp, n_dense, start.data(), post_q.data(),
+                                                post_w.data(), dense.data(), dense_rows, acc[slot].data(),
+                                                drow_buf[slot].data(), dwt_buf[slot].data(),
+                                                sent_buf[slot].data(), swt_buf[slot].data(), lo, hi);
+    };
+    const auto by_dtype = [&](const auto& code_of) {
+      switch (a.dtype) {
+        case DType::kF32: run(std::integral_constant<DType, DType::kF32>{}, code_of); break;
+        case DType::kF16: run(std::integral_constant<DType, DType::kF16>{}, code_of); break;
+        default: run(std::integral_constant<DType, DType::kBF16>{}, code_of); break;
       }
-      for (int64_t b = 0; b < B; ++b) {
-        float* o = a.out + b * N + n0;
-        for (int64_t j = 0; j < cnt; ++j) o[j] = t[j * Bp + b];
-      }
-    }
+    };
+    if (direct)
+      by_dtype(direct_code);
+    else
+      by_dtype(hashed_code);
   });
 }
 

@@ -144,13 +144,21 @@ int64_t max_row_nnz(const int64_t* off, int64_t n) {
   return m;
 }
 
+constexpr int32_t kPostPad = 8;  // postings lists are stored padded to a multiple of this many entries
+
+// A postings list: post_q/post_w[begin, begin + len), padded with (0, 0.0f) up to a multiple of kPostPad.
+struct Postings {
+  int64_t begin;  // padding can take the storage past 2^31 entries
+  int32_t len;
+};
+
 // Scores of documents [lo, hi) blocks for one lookup (term id -> code) and one weight dtype. A code is the
 // term's entry: [0, n_dense) a dense row, [n_dense, n_entries) a postings list, -1 no query has the term.
 template <DType DT, class Code>
 void all_pairs_blocks(const SparseDotArgs& a, const Code& code_of, int64_t nb, int64_t Bp, int32_t n_dense,
-                      const int64_t* start, const int32_t* pq, const float* pw, const float* dw,
+                      const Postings* posts, const int32_t* pq, const float* pw, const float* dw,
                       cpu::DenseRowsFn dense_rows, float* t, int32_t* drow, float* dwt, int32_t* sent, float* swt,
-                      int64_t lo, int64_t hi) {
+                      int32_t* fq, float* fw, int64_t flat_cap, int64_t lo, int64_t hi) {
   const int64_t B = a.n_queries, N = a.n_docs;
   const int32_t* d_idx = a.d_idx;
   const int64_t* d_off = a.d_off;
@@ -177,11 +185,28 @@ void all_pairs_blocks(const SparseDotArgs& a, const Code& code_of, int64_t nb, i
         swt[ns] = w;
         ns += c >= n_dense;
       }
+      // Postings hits: expand into one flat list of (query, product) in fixed chunks of kPostPad (one chunk
+      // per term unless df > kPostPad, so the copy loop's trip count is predictable; the padding beyond len is
+      // overwritten by the next term), then one scatter loop over the flat list.
+      int64_t nf = 0;
       for (int64_t s = 0; s < ns; ++s) {
-        const int64_t e = sent[s];
+        const Postings P = posts[sent[s]];
         const float w = swt[s];
-        for (int64_t k = start[e]; k < start[e + 1]; ++k) row[pq[k]] += pw[k] * w;
+        const int32_t* q = pq + P.begin;
+        const float* pwt = pw + P.begin;
+        for (int32_t c = 0; c < P.len; c += kPostPad) {
+          for (int32_t l = 0; l < kPostPad; ++l) {
+            fq[nf + c + l] = q[c + l];
+            fw[nf + c + l] = pwt[c + l] * w;
+          }
+        }
+        nf += P.len;
+        if (nf > flat_cap) {  // rare: flush (flat_cap leaves room for the longest padded list)
+          for (int64_t k = 0; k < nf; ++k) row[fq[k]] += fw[k];
+          nf = 0;
+        }
       }
+      for (int64_t k = 0; k < nf; ++k) row[fq[k]] += fw[k];
       if (nd) dense_rows(row, dw, Bp, Bp, drow, dwt, nd);
     }
     for (int64_t b = 0; b < B; ++b) {
@@ -197,7 +222,7 @@ void sparse_all_pairs(const SparseDotArgs& a) {
   const int64_t Bp = (B + 15) / 16 * 16;  // a dense row over the queries, padded for whole vectors
   // Inverted index of the queries: term -> entry. A frequent term (in >= Bp/16 queries) gets a dense row of
   // weights over all queries (zeros where absent): one vectorisable multiply-add over Bp lanes beats df
-  // scattered updates. A rare term keeps its postings post_q/post_w[start[e]:start[e+1]]. Adding 0 * w for an
+  // scattered updates. A rare term keeps its postings list (Postings). Adding 0 * w for an
   // absent query leaves the sum unchanged, so both forms give the same bits.
   // Term -> entry is a direct-mapped array over the vocabulary (one load per document term) up to
   // 2^kMaxDirectBits ids, else the hash table behind its membership filter.
@@ -238,9 +263,19 @@ void sparse_all_pairs(const SparseDotArgs& a) {
     for (size_t e = 0; e < n_entries; ++e)
       if (count[e] * 16 < Bp) code[e] = c++;
   }
-  std::vector<int64_t> start(n_entries + 1, 0);  // by code; dense codes have empty ranges
-  for (size_t e = 0; e < n_entries; ++e) start[size_t(code[e]) + 1] = code[e] < n_dense ? 0 : count[e];
-  for (size_t c = 0; c < n_entries; ++c) start[c + 1] += start[c];
+  std::vector<Postings> posts(n_entries, Postings{0, 0});  // by code; dense codes have empty lists
+  std::vector<int64_t> start(n_entries + 1, 0);  // by code: padded storage
+  int64_t max_padded = 0;
+  for (size_t e = 0; e < n_entries; ++e) {
+    const int64_t padded = code[e] < n_dense ? 0 : (count[e] + kPostPad - 1) / kPostPad * kPostPad;
+    start[size_t(code[e]) + 1] = padded;
+    if (code[e] >= n_dense) posts[size_t(code[e])].len = int32_t(count[e]);
+    max_padded = std::max(max_padded, padded);
+  }
+  for (size_t c = 0; c < n_entries; ++c) {
+    start[c + 1] += start[c];
+    posts[c].begin = start[c];
+  }
   if (direct) {
     for (int64_t p = 0; p < nnz_q; ++p) code_map[size_t(a.q_idx[p])] = code[size_t(entry_of[p])];
   } else {
@@ -251,8 +286,8 @@ void sparse_all_pairs(const SparseDotArgs& a) {
     }
     table = std::move(remapped);
   }
-  std::vector<int32_t> post_q(static_cast<size_t>(start[n_entries]));
-  std::vector<float> post_w(static_cast<size_t>(start[n_entries]));
+  std::vector<int32_t> post_q(static_cast<size_t>(start[n_entries]), 0);
+  std::vector<float> post_w(static_cast<size_t>(start[n_entries]), 0.0f);
   std::vector<float> dense(static_cast<size_t>(int64_t(n_dense) * Bp), 0.0f);
   std::vector<int64_t> fill(start.begin(), start.end() - 1);
   for (int64_t b = 0; b < B; ++b) {
@@ -281,6 +316,9 @@ void sparse_all_pairs(const SparseDotArgs& a) {
   std::vector<std::vector<float>> dwt_buf(threads, std::vector<float>(max_len));
   std::vector<std::vector<int32_t>> sent_buf(threads, std::vector<int32_t>(max_len));
   std::vector<std::vector<float>> swt_buf(threads, std::vector<float>(max_len));
+  const int64_t flat_cap = 4096;  // flat postings per flush; buffers hold flat_cap + the longest padded list
+  std::vector<std::vector<int32_t>> fq_buf(threads, std::vector<int32_t>(size_t(flat_cap + 2 * max_padded + kPostPad)));
+  std::vector<std::vector<float>> fw_buf(threads, std::vector<float>(size_t(flat_cap + 2 * max_padded + kPostPad)));
   const cpu::DenseRowsFn dense_rows = dense_rows_fn();
   parallel_for(n_blocks, grain, threads, [&](int slot, int64_t lo, int64_t hi) {
     const int32_t* map = code_map.data();
@@ -288,10 +326,11 @@ void sparse_all_pairs(const SparseDotArgs& a) {
     const auto direct_code = [map, V](int32_t id) { return map[std::min(uint32_t(id), V)]; };
     const auto hashed_code = [&table](int32_t id) { return table.find(uint32_t(id)); };
     const auto run = [&](auto dt_tag, const auto& code_of) {
-      all_pairs_blocks<decltype(dt_tag)::value>(a, code_of, nb, Bp, n_dense, start.data(), post_q.data(),
+      all_pairs_blocks<decltype(dt_tag)::value>(a, code_of, nb, Bp, n_dense, posts.data(), post_q.data(),
                                                 post_w.data(), dense.data(), dense_rows, acc[slot].data(),
                                                 drow_buf[slot].data(), dwt_buf[slot].data(),
-                                                sent_buf[slot].data(), swt_buf[slot].data(), lo, hi);
+                                                sent_buf[slot].data(), swt_buf[slot].data(),
+                                                fq_buf[slot].data(), fw_buf[slot].data(), flat_cap, lo, hi);
     };
     const auto by_dtype = [&](const auto& code_of) {
       switch (a.dtype) {

@@ -138,6 +138,16 @@ cpu::DenseRowsFn dense_rows_fn() {
   }
 }
 
+cpu::SplitFn split_fn_for_level() {
+  switch (active_simd_level()) {
+#if defined(FUSEDSCORE_X86_TUS)
+    case SimdLevel::kAvx512:
+    case SimdLevel::kAvx512Bf16: return &cpu::sparse_split_avx512;
+#endif
+    default: return nullptr;
+  }
+}
+
 int64_t max_row_nnz(const int64_t* off, int64_t n) {
   int64_t m = 0;
   for (int64_t i = 0; i < n; ++i) m = std::max(m, off[i + 1] - off[i]);
@@ -155,7 +165,9 @@ struct Postings {
 // Scores of documents [lo, hi) blocks for one lookup (term id -> code) and one weight dtype. A code is the
 // term's entry: [0, n_dense) a dense row, [n_dense, n_entries) a postings list, -1 no query has the term.
 template <DType DT, class Code>
-void all_pairs_blocks(const SparseDotArgs& a, const Code& code_of, int64_t nb, int64_t Bp, int32_t n_dense,
+// `split`, when given, replaces the scalar split loop (fp32 weights, direct-mapped `map` only).
+void all_pairs_blocks(const SparseDotArgs& a, const Code& code_of, cpu::SplitFn split, const int32_t* map,
+                      int64_t nb, int64_t Bp, int32_t n_dense,
                       const Postings* posts, const int32_t* pq, const float* pw, const float* dw,
                       cpu::DenseRowsFn dense_rows, float* t, int32_t* drow, float* dwt, int32_t* sent, float* swt,
                       int32_t* fq, float* fw, int64_t flat_cap, int64_t lo, int64_t hi) {
@@ -175,15 +187,20 @@ void all_pairs_blocks(const SparseDotArgs& a, const Code& code_of, int64_t nb, i
       const int64_t p0 = d_off[n], len = d_off[n + 1] - p0;
       const int32_t* ids = d_idx + p0;
       int64_t nd = 0, ns = 0;
-      for (int64_t i = 0; i < len; ++i) {
-        const int32_t c = code_of(ids[i]);
-        const float w = weight_as<DT>(d_val, p0 + i);
-        drow[nd] = c;
-        dwt[nd] = w;
-        nd += uint32_t(c) < uint32_t(n_dense);
-        sent[ns] = c;
-        swt[ns] = w;
-        ns += c >= n_dense;
+      if (split) {
+        split(ids, static_cast<const float*>(d_val) + p0, len, map, uint32_t(a.vocab_size), n_dense, drow, dwt, &nd,
+              sent, swt, &ns);
+      } else {
+        for (int64_t i = 0; i < len; ++i) {
+          const int32_t c = code_of(ids[i]);
+          const float w = weight_as<DT>(d_val, p0 + i);
+          drow[nd] = c;
+          dwt[nd] = w;
+          nd += uint32_t(c) < uint32_t(n_dense);
+          sent[ns] = c;
+          swt[ns] = w;
+          ns += c >= n_dense;
+        }
       }
       // Postings hits: expand into one flat list of (query, product) in fixed chunks of kPostPad (one chunk
       // per term unless df > kPostPad, so the copy loop's trip count is predictable; the padding beyond len is
@@ -311,7 +328,7 @@ void sparse_all_pairs(const SparseDotArgs& a) {
   const int64_t grain = std::max<int64_t>(1, n_blocks / (int64_t(max_threads()) * 16));
   const int threads = threads_for((n_blocks + grain - 1) / grain, double(a.d_off[N]), kMinTermsPerThread);
   std::vector<std::vector<float>> acc(threads, std::vector<float>(static_cast<size_t>(nb * Bp)));
-  const size_t max_len = static_cast<size_t>(max_row_nnz(a.d_off, N)) + 1;
+  const size_t max_len = static_cast<size_t>(max_row_nnz(a.d_off, N)) + 16;  // + a vector (split stores)
   std::vector<std::vector<int32_t>> drow_buf(threads, std::vector<int32_t>(max_len));
   std::vector<std::vector<float>> dwt_buf(threads, std::vector<float>(max_len));
   std::vector<std::vector<int32_t>> sent_buf(threads, std::vector<int32_t>(max_len));
@@ -320,17 +337,20 @@ void sparse_all_pairs(const SparseDotArgs& a) {
   std::vector<std::vector<int32_t>> fq_buf(threads, std::vector<int32_t>(size_t(flat_cap + 2 * max_padded + kPostPad)));
   std::vector<std::vector<float>> fw_buf(threads, std::vector<float>(size_t(flat_cap + 2 * max_padded + kPostPad)));
   const cpu::DenseRowsFn dense_rows = dense_rows_fn();
+  const cpu::SplitFn split_fn = split_fn_for_level();
   parallel_for(n_blocks, grain, threads, [&](int slot, int64_t lo, int64_t hi) {
     const int32_t* map = code_map.data();
     const uint32_t V = uint32_t(a.vocab_size);
     const auto direct_code = [map, V](int32_t id) { return map[std::min(uint32_t(id), V)]; };
     const auto hashed_code = [&table](int32_t id) { return table.find(uint32_t(id)); };
     const auto run = [&](auto dt_tag, const auto& code_of) {
-      all_pairs_blocks<decltype(dt_tag)::value>(a, code_of, nb, Bp, n_dense, posts.data(), post_q.data(),
-                                                post_w.data(), dense.data(), dense_rows, acc[slot].data(),
-                                                drow_buf[slot].data(), dwt_buf[slot].data(),
-                                                sent_buf[slot].data(), swt_buf[slot].data(),
-                                                fq_buf[slot].data(), fw_buf[slot].data(), flat_cap, lo, hi);
+      constexpr DType kDT = decltype(dt_tag)::value;
+      // the vectorised split: fp32 weights and the direct-mapped lookup only
+      const cpu::SplitFn sp = (kDT == DType::kF32 && direct) ? split_fn : nullptr;
+      all_pairs_blocks<kDT>(a, code_of, sp, map, nb, Bp, n_dense, posts.data(), post_q.data(), post_w.data(),
+                            dense.data(), dense_rows, acc[slot].data(), drow_buf[slot].data(), dwt_buf[slot].data(),
+                            sent_buf[slot].data(), swt_buf[slot].data(), fq_buf[slot].data(), fw_buf[slot].data(),
+                            flat_cap, lo, hi);
     };
     const auto by_dtype = [&](const auto& code_of) {
       switch (a.dtype) {

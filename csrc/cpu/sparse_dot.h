@@ -37,11 +37,20 @@ namespace cpu {
 // document's all-pairs scores, one vector FMA per 16 queries per matching term. One per ISA.
 using DenseRowsFn = void (*)(float* row, const float* W, int64_t ldw, int64_t lanes, const int32_t* rows,
                              const float* w, int64_t n);
+// One document's terms (fp32 weights, direct-mapped lookup): c = map[min(uint32(ids[i]), V)]; a dense code
+// (0 <= c < n_dense) appends (c, w[i]) to drow/dwt, a postings code (c >= n_dense) to sent/swt, in term order;
+// c = -1 appends nothing. The four outputs need len + 16 slots (whole vectors are stored). Returns nd, ns.
+using SplitFn = void (*)(const int32_t* ids, const float* w, int64_t len, const int32_t* map, uint32_t V,
+                         int32_t n_dense, int32_t* drow, float* dwt, int64_t* nd, int32_t* sent, float* swt,
+                         int64_t* ns);
 #if defined(FUSEDSCORE_X86_TUS)
 void sparse_dense_rows_avx2(float* row, const float* W, int64_t ldw, int64_t lanes, const int32_t* rows,
                             const float* w, int64_t n);
 void sparse_dense_rows_avx512(float* row, const float* W, int64_t ldw, int64_t lanes, const int32_t* rows,
                               const float* w, int64_t n);
+void sparse_split_avx512(const int32_t* ids, const float* w, int64_t len, const int32_t* map, uint32_t V,
+                         int32_t n_dense, int32_t* drow, float* dwt, int64_t* nd, int32_t* sent, float* swt,
+                         int64_t* ns);
 #endif
 
 }  // namespace cpu

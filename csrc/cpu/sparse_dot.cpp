@@ -242,8 +242,10 @@ void sparse_all_pairs(const SparseDotArgs& a) {
   // scattered updates. A rare term keeps its postings list (Postings). Adding 0 * w for an
   // absent query leaves the sum unchanged, so both forms give the same bits.
   // Term -> entry is a direct-mapped array over the vocabulary (one load per document term) up to
-  // 2^kMaxDirectBits ids, else the hash table behind its membership filter.
-  const bool direct = a.vocab_size <= (int64_t(1) << kMaxDirectBits);
+  // 2^kMaxDirectBits ids, else (or for few document terms) the hash table behind its membership filter.
+  // Filling the array costs ~V/16 ns: worth it only against enough document terms (~3 ns saved each).
+  const bool direct = a.vocab_size <= (int64_t(1) << kMaxDirectBits) &&
+                      a.vocab_size <= std::max<int64_t>(int64_t(1) << 16, 8 * a.d_off[N]);
   std::vector<int32_t> code_map;  // [V + 1], code_map[V] = -1 for out-of-range document ids
   TermTable table;
   std::vector<int32_t> entry_of(static_cast<size_t>(nnz_q));

@@ -3,9 +3,10 @@
 // Query terms live in an open-addressing hash table (power-of-two capacity >= 2x the entries, linear probing,
 // Fibonacci hashing), fronted by a membership bitmap over (id mod 2^k), 2^k >= V up to a cap: most document
 // terms are in no query, and for them the bitmap answers with one L1-resident load instead of a probe.
-//  - all-pairs: one table over the union of all query terms (an inverted index of the queries), so every
+//  - all-pairs: one lookup over the union of all query terms (an inverted index of the queries), so every
 //    document is read once; a term's entry is a postings list of (query, weight), or for a term that many
-//    queries share, a dense weight row over the queries. Scores of a block of documents accumulate in a small
+//    queries share, a dense weight row over the queries. Up to 2^22 ids the lookup is a direct-mapped array
+//    term -> entry (one load, no filter or probe; AVX-512 gathers 16 at a time); the hash table beyond. Scores of a block of documents accumulate in a small
 //    dense [block, B] tile that is then transposed into out's rows.
 //  - paired: per thread, the table of the current query (rebuilt when the query changes); each candidate's
 //    terms probe it.

@@ -23,7 +23,7 @@ struct SparseDotArgs {
   const int64_t* d_off;  // [N+1]
   int64_t n_docs;        // N
   const int64_t* query_index;  // [N] or nullptr (all-pairs)
-  int64_t vocab_size;          // V, sizes the membership filter
+  int64_t vocab_size;          // V, sizes the membership filter / the direct-mapped term array
   DType dtype;
   float* out;  // [B, N] or [N]
 };

@@ -8,43 +8,24 @@
 
 namespace fusedscore {
 namespace cpu {
-namespace {
+namespace avx512 {
 
-// NV vectors of the document's score row stay in registers while every matching dense term adds its weight
-// row: NV independent FMA chains, one FMA (with its load) per 16 queries per term.
-template <int NV>
-void rows_block(float* row, const float* W, int64_t ldw, const int32_t* rows, const float* w, int64_t n) {
-  constexpr int64_t kW = 16;
-  __m512 acc[NV];
-  for (int v = 0; v < NV; ++v) acc[v] = _mm512_loadu_ps(row + v * kW);
-  for (int64_t h = 0; h < n; ++h) {
-    const float* src = W + rows[h] * ldw;
-    const __m512 b = _mm512_set1_ps(w[h]);
-    for (int v = 0; v < NV; ++v) acc[v] = _mm512_fmadd_ps(_mm512_loadu_ps(src + v * kW), b, acc[v]);
-  }
-  for (int v = 0; v < NV; ++v) _mm512_storeu_ps(row + v * kW, acc[v]);
-}
+struct SV {
+  using Vec = __m512;
+  static constexpr int64_t kLanes = 16;
+  static inline Vec load(const float* p) { return _mm512_loadu_ps(p); }
+  static inline void store(float* p, Vec v) { _mm512_storeu_ps(p, v); }
+  static inline Vec set1(float x) { return _mm512_set1_ps(x); }
+  static inline Vec fma(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
+};
 
-}  // namespace
+#include "cpu/sparse_dot_impl-inl.h"
+
+}  // namespace avx512
 
 void sparse_dense_rows_avx512(float* row, const float* W, int64_t ldw, int64_t lanes, const int32_t* rows,
                        const float* w, int64_t n) {
-  constexpr int64_t kW = 16;
-  for (int64_t c = 0; c < lanes;) {
-    const int64_t left = (lanes - c) / kW;
-    const int nv = left < 8 ? static_cast<int>(left) : 8;
-    switch (nv) {
-      case 1: rows_block<1>(row + c, W + c, ldw, rows, w, n); break;
-      case 2: rows_block<2>(row + c, W + c, ldw, rows, w, n); break;
-      case 3: rows_block<3>(row + c, W + c, ldw, rows, w, n); break;
-      case 4: rows_block<4>(row + c, W + c, ldw, rows, w, n); break;
-      case 5: rows_block<5>(row + c, W + c, ldw, rows, w, n); break;
-      case 6: rows_block<6>(row + c, W + c, ldw, rows, w, n); break;
-      case 7: rows_block<7>(row + c, W + c, ldw, rows, w, n); break;
-      default: rows_block<8>(row + c, W + c, ldw, rows, w, n); break;
-    }
-    c += nv * kW;
-  }
+  avx512::dense_rows(row, W, ldw, lanes, rows, w, n);
 }
 
 // 16 terms per step: gather their codes, then compress the dense and the postings lanes into their lists.

@@ -1,6 +1,7 @@
 """GPU kernels (Triton), shipped as ``fusedscore.kernels``; imported lazily by ``fusedscore._dispatch``.
 
-- ``maxsim(q, d, query_index, reduce)``: ragged MultiVectors, all-pairs [B, N] or paired [N].
+- ``maxsim(q, d, query_index, reduce, doc_index=None)``: ragged MultiVectors, all-pairs [B, N] or paired
+  [N] (``doc_index``: paired pairs read their documents from the corpus in place).
 - ``maxsim_padded(q, q_mask, d, d_mask, *, d_lengths, reduce, query_index)``: padded batches, no packing.
 - ``maxsim_topk(q, d, k, reduce)``: all-pairs top-k over a large corpus, block by block.
 - ``sparse_dot(q, d, query_index)`` (+ ``build_tables`` to reuse query hash tables).
@@ -54,8 +55,9 @@ def warmup(dtypes: tuple[torch.dtype, ...] = (torch.float16, torch.bfloat16), di
            device: str | torch.device = "cuda") -> int:
     """Compile the common kernel buckets ahead of time, so the first real call pays no compile.
 
-    Each (dtype, D, query-length bucket) is launched once on tiny inputs in every mode: paired and
-    all-pairs (groups of 4+ queries), sum and mean; sparse in paired and all-pairs per value dtype.
+    Each (dtype, D, query-length bucket) is launched once on tiny inputs in every mode: paired (documents
+    in order, and by ``doc_index`` as the corpus rerank does) and all-pairs (groups of 4+ queries), sum and
+    mean; sparse in paired and all-pairs per value dtype.
     Compiled binaries go to Triton's on-disk cache, so later processes start warm too.
 
     Returns:
@@ -78,10 +80,12 @@ def compile_buckets(device: str | torch.device, dtypes: tuple[torch.dtype, ...],
                 q = _Ragged(torch.zeros(4 * lq, dim, dtype=dt, device=device), [lq] * 4)
                 d = _Ragged(torch.zeros(3, dim, dtype=dt, device=device), [1, 2, 0])
                 qi = torch.tensor([0, 1, 3], dtype=torch.int64, device=device)
+                di = torch.tensor([2, 0, 0], dtype=torch.int64, device=device)
                 for reduce in ("sum", "mean"):
                     maxsim(q, d, None, reduce)
                     maxsim(q, d, qi, reduce)
-                    launches += 2
+                    maxsim(q, d, qi, reduce, di)
+                    launches += 3
     for dt in sparse_dtypes:
         ids = torch.arange(4, dtype=torch.int32, device=device)
         q = _Sparse(ids, torch.ones(4, dtype=dt, device=device), [2, 2])

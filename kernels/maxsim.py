@@ -5,8 +5,9 @@ either ragged (``values [T, D]`` + int64 ``offsets [N+1]``) or padded (``[N, L, 
 mask). ``reduce`` is "sum" (ColBERT/PyLate) or "mean" over the query's real tokens (BGE-M3). An empty
 document scores -inf, an empty query 0 (``fusedscore.reference.maxsim_ref`` is the spec).
 
-Grid: one program per (document, group of QG queries) for all-pairs, one per document for paired
-(its query is ``query_index[n]``); a 1-D grid with the query groups varying fastest, so the programs
+Grid: one program per (document, group of QG queries) for all-pairs, one per pair for paired (its
+query is ``query_index[n]``, its document ``n``, or ``doc_index[n]`` read in place when the candidates
+stay in the corpus); a 1-D grid with the query groups varying fastest, so the programs
 that read one document run together and share it through L2.
 
 Tiling: a program stacks QG queries x LQ token slots into ``M = QG * LQ`` rows (LQ is the bucketed
@@ -35,10 +36,10 @@ _MAX_PROGRAMS = 2**31 - 1  # grid dimension 0 limit
 def _maxsim_kernel(
     q_ptr, q_off_ptr, q_len_ptr, q_mask_ptr,
     d_ptr, d_off_ptr, d_len_ptr, d_mask_ptr,
-    qidx_ptr, out_ptr,
+    qidx_ptr, didx_ptr, out_ptr,
     B, n0, D, stride_q, stride_d, q_lpad, d_lpad, out_stride, num_groups,
-    PAIRED: tl.constexpr, MEAN: tl.constexpr, PADDED_Q: tl.constexpr, PADDED_D: tl.constexpr,
-    HAS_QMASK: tl.constexpr, HAS_DMASK: tl.constexpr,
+    PAIRED: tl.constexpr, HAS_DIDX: tl.constexpr, MEAN: tl.constexpr,
+    PADDED_Q: tl.constexpr, PADDED_D: tl.constexpr, HAS_QMASK: tl.constexpr, HAS_DMASK: tl.constexpr,
     QG: tl.constexpr, LQ: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_K: tl.constexpr, ONE_K: tl.constexpr,
     UPCAST: tl.constexpr, INPUT_PRECISION: tl.constexpr,
 ):
@@ -47,7 +48,8 @@ def _maxsim_kernel(
     q_ptr: [Tq, D] query tokens (row stride stride_q); d_ptr: [Td, D] document tokens (stride_d).
     Ragged side: item i owns rows off[i]:off[i+1]. Padded side: item i owns rows i*lpad .. i*lpad+len[i],
     and mask[row] (uint8, flat) != 0 marks its real tokens. out: paired [N]; all-pairs row b at
-    out_ptr + b * out_stride (local document index n as the column).
+    out_ptr + b * out_stride (local document index n as the column). HAS_DIDX (paired only): pair n0 + n
+    reads document didx_ptr[n0 + n] (int64) instead of document n0 + n.
     """
     pid = tl.program_id(0).to(tl.int64)
     if PAIRED:
@@ -56,7 +58,10 @@ def _maxsim_kernel(
     else:
         n = pid // num_groups
         g0 = (pid % num_groups) * QG
-    doc = n0 + n
+    if HAS_DIDX:
+        doc = tl.load(didx_ptr + n0 + n)
+    else:
+        doc = n0 + n
     if PADDED_D:
         d_start = doc * d_lpad
         d_end = d_start + tl.load(d_len_ptr + doc)
@@ -190,33 +195,35 @@ def _padded(x: torch.Tensor, mask: torch.Tensor | None, lengths: torch.Tensor | 
 
 
 def _launch(q: _Side, d: _Side, query_index: torch.Tensor | None, reduce: str, out: torch.Tensor,
-            n0: int, n_docs: int, out_stride: int, cfg: bk.MaxSimConfig, precision: str) -> None:
-    """Score documents n0 .. n0+n_docs into ``out`` (all-pairs: column j = document n0+j)."""
+            n0: int, n_docs: int, out_stride: int, cfg: bk.MaxSimConfig, precision: str,
+            doc_index: torch.Tensor | None = None) -> None:
+    """Score documents (paired: pairs) n0 .. n0+n_docs into ``out`` (all-pairs: column j = document n0+j)."""
     paired = query_index is not None
     num_groups = 1 if paired else triton.cdiv(q.count, cfg.QG)
     dim = q.values.shape[1]
     upcast = q.values.dtype == torch.bfloat16 and bk.interpreting()  # the interpreter's dot misreads bf16
     step = max(1, _MAX_PROGRAMS // num_groups)
     qidx = query_index if paired else q.lens
+    didx = doc_index if doc_index is not None else qidx  # unused pointer: any live int64 tensor
     for s in range(0, n_docs, step):
         c = min(step, n_docs - s)
         grid = (c * num_groups,)
         o = out[s:] if paired else out[:, s:]
         _maxsim_kernel[grid](
-            q.values, q.off, q.lens, q.mask_ptr, d.values, d.off, d.lens, d.mask_ptr, qidx, o,
+            q.values, q.off, q.lens, q.mask_ptr, d.values, d.off, d.lens, d.mask_ptr, qidx, didx, o,
             q.count, n0 + s, dim, q.values.stride(0), d.values.stride(0), q.lpad, d.lpad, out_stride, num_groups,
-            PAIRED=paired, MEAN=reduce == "mean", PADDED_Q=q.padded, PADDED_D=d.padded,
-            HAS_QMASK=q.has_mask, HAS_DMASK=d.has_mask,
+            PAIRED=paired, HAS_DIDX=doc_index is not None, MEAN=reduce == "mean",
+            PADDED_Q=q.padded, PADDED_D=d.padded, HAS_QMASK=q.has_mask, HAS_DMASK=d.has_mask,
             QG=cfg.QG, LQ=cfg.LQ, BLOCK_D=cfg.BLOCK_D, BLOCK_K=cfg.BLOCK_K, ONE_K=cfg.ONE_K,
             UPCAST=upcast, INPUT_PRECISION="ieee" if upcast else precision,
             num_warps=cfg.num_warps, num_stages=cfg.num_stages, enable_fp_fusion=bk.FP_FUSION,
         )
 
 
-def _run(q: _Side, d: _Side, query_index: torch.Tensor | None, reduce: str, input_precision: str | None
-         ) -> torch.Tensor:
+def _run(q: _Side, d: _Side, query_index: torch.Tensor | None, reduce: str, input_precision: str | None,
+         doc_index: torch.Tensor | None = None) -> torch.Tensor:
     paired = query_index is not None
-    n = d.count
+    n = d.count if doc_index is None else doc_index.numel()
     dtype = q.values.dtype
     out = torch.empty((n,) if paired else (q.count, n), dtype=torch.float32, device=q.values.device)
     if out.numel() == 0:
@@ -227,16 +234,17 @@ def _run(q: _Side, d: _Side, query_index: torch.Tensor | None, reduce: str, inpu
         # every non-empty query, everything else is an empty sum (0)
         q_real, d_real = q.lens > 0 if q.padded else q.off.diff() > 0, d.lens > 0 if d.padded else d.off.diff() > 0
         q_real = q_real[query_index] if paired else q_real[:, None]
+        d_real = d_real if doc_index is None else d_real[doc_index]
         out.copy_(torch.where(q_real & ~d_real, float("-inf"), 0.0))
         return out
     cfg = bk.maxsim_config(q.max_len, q.values.shape[1], dtype, q.count, paired)
-    _launch(q, d, query_index, reduce, out, 0, n, n, cfg, precision)
+    _launch(q, d, query_index, reduce, out, 0, n, n, cfg, precision, doc_index)
     return out
 
 
 # ----------------------------------------------------------------------------- public launchers
-def maxsim(q: Any, d: Any, query_index: torch.Tensor | None = None, reduce: str = "sum", *,
-           input_precision: str | None = None) -> torch.Tensor:
+def maxsim(q: Any, d: Any, query_index: torch.Tensor | None = None, reduce: str = "sum",
+           doc_index: torch.Tensor | None = None, *, input_precision: str | None = None) -> torch.Tensor:
     """MaxSim over ragged containers, one launch for the whole batch.
 
     Args:
@@ -245,11 +253,14 @@ def maxsim(q: Any, d: Any, query_index: torch.Tensor | None = None, reduce: str 
         query_index: None for all-pairs, else [N] int64 on the device: document n is scored against
             query ``query_index[n]`` (paired / rerank).
         reduce: "sum" or "mean".
+        doc_index: paired only: None, or [N] int64 on the device, ids into d (any order, repeats allowed):
+            pair n reads document ``doc_index[n]`` in place (rerank from a corpus without gathering it);
+            query_index then has N entries too. The caller validates the range (``fusedscore.maxsim`` does).
         input_precision: fp32 only: "ieee" (default, exact) or "tf32" (tensor cores, ~1e-3 relative).
     Returns:
         float32 [B, N] (all-pairs) or [N] (paired).
     """
-    return _run(_ragged(q, True), _ragged(d, False), query_index, reduce, input_precision)
+    return _run(_ragged(q, True), _ragged(d, False), query_index, reduce, input_precision, doc_index)
 
 
 def maxsim_padded(q: torch.Tensor, q_mask: torch.Tensor | None, d: torch.Tensor, d_mask: torch.Tensor | None = None,

@@ -124,6 +124,67 @@ def test_paired_unsorted_query_index(simd):
     _check(q, d, out, query_index=qi)
 
 
+@functools.lru_cache(maxsize=None)
+def _doc_index_case(dim: int, dtype: torch.dtype, reduce: str):
+    """Pairs that read documents from a corpus by id: three pairs per corpus document on average, in random
+    order with repeats, the empty document (LD[0] == 0) referenced first, candidate groups of uneven sizes."""
+    q = _multivectors(LQ, dim, dtype, seed=dim)
+    d = _multivectors(LD, dim, dtype, seed=1000 + dim)
+    ids = torch.randint(0, len(d), (3 * len(d),), generator=torch.Generator().manual_seed(dim))
+    ids[:2] = 0
+    groups = _paired_groups(len(q), ids.numel())
+    qi = fs.ops.groups_to_query_index(groups, len(q), ids.numel(), "test")
+    ref = maxsim_ref(q, d, query_index=qi, reduce=reduce, doc_index=ids)
+    mag = maxsim_ref(_abs(q), _abs(d), query_index=qi, reduce=reduce, doc_index=ids)
+    return q, d, groups, ids, ref, mag
+
+
+@needs_native
+@pytest.mark.parametrize("reduce", ["sum", "mean"])
+@pytest.mark.parametrize("dim", [7, 17, 128])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_native_doc_index_matches_reference(simd, dtype, dim, reduce):
+    """Paired mode reading documents in place by doc_index (unsorted, repeated, an empty document)."""
+    q, d, groups, ids, ref, mag = _doc_index_case(dim, dtype, reduce)
+    got = fs.maxsim(q, d, mode="pairs", groups=groups, doc_index=ids, reduce=reduce, backend="native")
+    assert got.shape == ids.shape and got.dtype == torch.float32
+    assert bool((got[:2] == float("-inf")).all())  # the empty document, referenced by the first two pairs
+    assert_scores_close(got, ref, mag, key_for(dtype))
+    # the same kernel on the gathered documents gives the same bits: doc_index only moves where rows are read
+    gathered = fs.maxsim(q, d.select(ids), mode="pairs", groups=groups, reduce=reduce, backend="native")
+    assert torch.equal(got, gathered)
+
+
+@pytest.mark.parametrize("backend", ["native", "reference"])
+def test_doc_index_without_groups_and_empty(backend):
+    """groups may be omitted when B == len(doc_index); an empty doc_index gives an empty result."""
+    if backend == "native" and NATIVE is None:
+        pytest.skip("native extension not built")
+    q = _multivectors([4, 0, 9], 8, torch.float32, seed=31)
+    d = _multivectors([3, 5, 0, 2], 8, torch.float32, seed=32)
+    ids = torch.tensor([3, 3, 1])
+    got = fs.maxsim(q, d, mode="pairs", doc_index=ids, backend=backend)
+    ref = maxsim_ref(q, d.select(ids), query_index=torch.arange(3))
+    assert_scores_close(got, ref, maxsim_ref(_abs(q), _abs(d.select(ids)), query_index=torch.arange(3)),
+                        key_for(torch.float32))
+    assert got[1] == 0.0  # an empty query scores 0
+    empty = fs.maxsim(q, d, mode="pairs", groups=[0, 0, 0, 0], doc_index=torch.zeros(0, dtype=torch.int64),
+                      backend=backend)
+    assert empty.shape == (0,)
+
+
+def test_reference_doc_index_is_select_then_score():
+    """The spec: scoring by doc_index equals gathering the documents first (the reference backend too)."""
+    q, d, groups, ids, _, mag = _doc_index_case(9, torch.float32, "mean")
+    qi = fs.ops.groups_to_query_index(groups, len(q), ids.numel(), "test")
+    for upcast in (True, False):
+        a = maxsim_ref(q, d, query_index=qi, reduce="mean", doc_index=ids, upcast=upcast)
+        b = maxsim_ref(q, d.select(ids), query_index=qi, reduce="mean", upcast=upcast)
+        assert_scores_close(a, b, mag, key_for(torch.float32))
+    got = fs.maxsim(q, d, mode="pairs", groups=groups, doc_index=ids, reduce="mean", backend="reference")
+    assert_scores_close(got, b, mag, key_for(torch.float32))
+
+
 @needs_native
 @settings(max_examples=30, deadline=None)
 @given(
@@ -228,6 +289,30 @@ def test_dtype_mismatch_is_an_error():
         fs.maxsim(q, d)
 
 
+def test_bad_doc_index_is_an_error():
+    q = MultiVectors.from_list([torch.randn(3, 8), torch.randn(2, 8)])
+    d = MultiVectors.from_list([torch.randn(4, 8)] * 3)
+    g = [0, 2, 4]
+    with pytest.raises(ValueError, match=r"maxsim: doc_index must be in \[0, len\(docs\)=3\), got 3 at position 2"):
+        fs.maxsim(q, d, mode="pairs", groups=g, doc_index=torch.tensor([0, 1, 3, 0]))
+    with pytest.raises(ValueError, match=r"maxsim: doc_index must be in \[0, len\(docs\)=3\), got -1 at position 0"):
+        fs.maxsim(q, d, mode="pairs", groups=g, doc_index=[-1, 0, 0, 0])
+    with pytest.raises(TypeError, match=r"maxsim: doc_index must be an integer tensor \(int64, or int32\) of "
+                                        r"document ids, got float32"):
+        fs.maxsim(q, d, mode="pairs", groups=g, doc_index=torch.zeros(4))
+    with pytest.raises(ValueError, match=r"maxsim: doc_index must have shape \[N\] \(one document id per pair\), "
+                                         r"got \(2, 2\)"):
+        fs.maxsim(q, d, mode="pairs", groups=g, doc_index=torch.zeros(2, 2, dtype=torch.int64))
+    with pytest.raises(ValueError, match=r"maxsim: doc_index is only used with mode='pairs', got mode='all'"):
+        fs.maxsim(q, d, doc_index=torch.zeros(3, dtype=torch.int64))
+    # groups partition the pairs (len(doc_index) == 4), not the corpus (3 documents)
+    with pytest.raises(ValueError, match=r"maxsim: groups\[-1\] must equal the number of rows in values \(4\), got 3"):
+        fs.maxsim(q, d, mode="pairs", groups=[0, 1, 3], doc_index=torch.zeros(4, dtype=torch.int64))
+    with pytest.raises(ValueError, match=r"maxsim: groups must be given when mode='pairs' and len\(queries\)=2 != "
+                                         r"len\(docs\)=4"):
+        fs.maxsim(q, d, mode="pairs", doc_index=torch.zeros(4, dtype=torch.int64))
+
+
 def test_bad_groups_are_errors():
     q = MultiVectors.from_list([torch.randn(3, 8), torch.randn(2, 8)])
     d = MultiVectors.from_list([torch.randn(4, 8)] * 3)
@@ -262,6 +347,16 @@ def _raw_args():
     (dict(query_index=np.array([0, 2]), out=np.empty(2, np.float32)), ValueError,
      r"maxsim: query_index must be in \[0, 2\), got 2 at position 1"),
     (dict(out=np.empty((2, 3), np.float32)), ValueError, r"maxsim: out must be of shape \[B, N\]=\(2, 2\), got \(2, 3\)"),
+    (dict(doc_index=np.array([1, 0])), ValueError,
+     r"maxsim: doc_index must be None in all-pairs mode \(query_index=None\), got an array"),
+    (dict(query_index=np.array([0, 0, 1]), doc_index=np.array([1, 0, 2]), out=np.empty(3, np.float32)), ValueError,
+     r"maxsim: doc_index must be in \[0, 2\), got 2 at position 2"),
+    (dict(query_index=np.array([0, 0, 1]), doc_index=np.array([1, 0, 1], np.int32), out=np.empty(3, np.float32)),
+     TypeError, r"maxsim: doc_index must have dtype int64, got int32"),
+    (dict(query_index=np.array([0, 0, 1]), doc_index=np.array([1, 0]), out=np.empty(3, np.float32)), ValueError,
+     r"maxsim: doc_index must be of shape \[P\]=\(3,\) like query_index, got \(2,\)"),
+    (dict(query_index=np.array([0, 0, 1]), doc_index=np.array([1, 0, 1]), out=np.empty(2, np.float32)), ValueError,
+     r"maxsim: out must be of shape \[N\]=\(3,\), got \(2,\)"),
     (dict(out=np.empty((2, 2), np.float64)), TypeError, r"maxsim: out must have dtype float32, got float64"),
 ])
 def test_native_rejects_bad_arguments(change, exc, match):

@@ -83,6 +83,43 @@ def test_maxsim_all_pairs_and_paired(device, dtype, dim):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dim", [7, 33])  # 7: masked K tail in one chunk; 33: above the 32-wide K chunk
+def test_maxsim_paired_doc_index(device, dtype, dim):
+    """Pairs read their documents from the corpus by id: unsorted, repeated, the empty document included."""
+    _need(device)
+    gen = torch.Generator().manual_seed(100 + dim)
+    ql, dl = _shapes(device)
+    q, d = _mv(ql, dim, dtype, device, gen), _mv(dl, dim, dtype, device, gen)
+    n = 2 * len(dl)
+    ids = torch.randint(0, len(dl), (n,), generator=gen)
+    ids[0] = dl.index(0)  # an empty document: -inf
+    ids, qi = ids.to(device), torch.randint(0, len(ql), (n,), generator=gen).to(device)
+    for reduce in ("sum", "mean"):
+        got = K.maxsim(q, d, qi, reduce, ids)
+        assert got.shape == (n,)
+        ref = reference.maxsim_ref(q, d, query_index=qi, reduce=reduce, doc_index=ids)
+        mag = reference.maxsim_ref(_abs(q), _abs(d), query_index=qi, reduce=reduce, doc_index=ids)
+        assert_scores_close(got, ref, mag, key_for(dtype))
+        assert torch.equal(got, K.maxsim(q, d.select(ids), qi, reduce))  # only where rows are read changes
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_maxsim_doc_index_through_the_public_op(device):
+    _need(device)
+    gen = torch.Generator().manual_seed(9)
+    q, d = _mv([3, 5], 16, torch.float32, device, gen), _mv([4, 0, 6, 2], 16, torch.float32, device, gen)
+    ids = torch.tensor([2, 2, 0, 1, 3], device=device)
+    got = fs.maxsim(q, d, mode="pairs", groups=[0, 2, 5], doc_index=ids, backend="triton")
+    qi = torch.tensor([0, 0, 1, 1, 1], device=device)
+    ref = reference.maxsim_ref(q, d, query_index=qi, doc_index=ids)
+    assert_scores_close(got, ref, reference.maxsim_ref(_abs(q), _abs(d), query_index=qi, doc_index=ids),
+                        key_for(torch.float32))
+    no_tokens = _mv([0, 0], 16, torch.float32, device, gen)  # no token on the document side: no launch
+    assert K.maxsim(q, no_tokens, qi[:3], "sum", torch.tensor([1, 0, 1], device=device)).tolist() == [float("-inf")] * 3
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("paired", [False, True], ids=["all", "pairs"])
 def test_maxsim_long_query_loops_over_query_tiles(device, paired):
     _need(device)
@@ -327,7 +364,7 @@ def test_warmup_is_a_no_op_without_cuda(monkeypatch):
 @pytest.mark.parametrize("device", DEVICES)
 def test_warmup_launches_run(device):
     _need(device)
-    assert K.compile_buckets(device, (torch.float16,), (16,), (4,), (torch.float32,)) == 4 + 2
+    assert K.compile_buckets(device, (torch.float16,), (16,), (4,), (torch.float32,)) == 6 + 2
 
 
 # ----------------------------------------------------------------------------- GPU lowering without a GPU
@@ -351,13 +388,15 @@ _AOT = textwrap.dedent("""
     i32 = dict.fromkeys(["B", "n0", "D", "stride_q", "stride_d", "q_lpad", "d_lpad", "out_stride", "num_groups",
                          "TS", "shift", "max_probes"], "i32")
     ptrs = dict(q_ptr="*fp16", q_off_ptr="*i64", q_len_ptr="*i64", q_mask_ptr="*i64", d_ptr="*fp16",
-                d_off_ptr="*i64", d_len_ptr="*i64", d_mask_ptr="*i64", qidx_ptr="*i64", out_ptr="*fp32",
+                d_off_ptr="*i64", d_len_ptr="*i64", d_mask_ptr="*i64", qidx_ptr="*i64", didx_ptr="*i64",
+                out_ptr="*fp32",
                 d_idx_ptr="*i32", d_val_ptr="*fp32", keys_ptr="*i32", vals_ptr="*fp32")
     types = dict(i32, **ptrs)
     div16 = list(ptrs) + ["D", "stride_q", "stride_d"]  # what the JIT specialises for D = 128
-    for paired in (True, False):  # the rerank hot path and the all-pairs / top-k path, ColBERT shapes
+    # the rerank hot path (candidates read from the corpus by doc_index) and the all-pairs / top-k path
+    for paired in (True, False):  # ColBERT shapes
         c = bk.maxsim_config(32, 128, torch.float16, 1000, paired)
-        consts = dict(PAIRED=paired, MEAN=False, PADDED_Q=False, PADDED_D=False, HAS_QMASK=False,
+        consts = dict(PAIRED=paired, HAS_DIDX=paired, MEAN=False, PADDED_Q=False, PADDED_D=False, HAS_QMASK=False,
                       HAS_DMASK=False, QG=c.QG, LQ=c.LQ, BLOCK_D=c.BLOCK_D, BLOCK_K=c.BLOCK_K, ONE_K=c.ONE_K,
                       UPCAST=False, INPUT_PRECISION="tf32")
         ptx = build(ms._maxsim_kernel, types, consts, dict(num_warps=c.num_warps, num_stages=c.num_stages),

@@ -103,6 +103,21 @@ const int64_t* query_index_ptr(const py::object& obj, int64_t n_docs, int64_t n_
   return p;
 }
 
+// doc_index: None or int64 [P] (P = len(query_index), the pairs) with entries in [0, N); paired mode only
+const int64_t* doc_index_ptr(const py::object& obj, const py::object& query_index, int64_t n_pairs, int64_t n_docs,
+                             const std::string& op) {
+  if (obj.is_none()) return nullptr;
+  if (query_index.is_none()) fail(op, "doc_index", "None in all-pairs mode (query_index=None)", "an array");
+  py::array a = as_array(obj, op, "doc_index");
+  require_dtype(a, 'i', 8, op, "doc_index", "int64");
+  const std::string shape = "[P]=(" + std::to_string(n_pairs) + ",) like query_index";
+  require_ndim(a, 1, op, "doc_index", shape);
+  if (a.shape(0) != n_pairs) fail(op, "doc_index", "of shape " + shape, shape_str(a));
+  const auto* p = static_cast<const int64_t*>(a.data());
+  fusedscore::check_index(p, n_pairs, n_docs, op, "doc_index");
+  return p;
+}
+
 float* out_ptr(const py::object& obj, const int64_t* qi, int64_t B, int64_t N, const std::string& op) {
   py::array a = as_array(obj, op, "out");
   require_dtype(a, 'f', 4, op, "out", "float32");
@@ -117,7 +132,7 @@ float* out_ptr(const py::object& obj, const int64_t* qi, int64_t B, int64_t N, c
 
 void maxsim(const py::object& q_values, const py::object& q_offsets, const py::object& d_values,
             const py::object& d_offsets, const py::object& query_index, const std::string& dtype, bool reduce_mean,
-            const py::object& out) {
+            const py::object& out, const py::object& doc_index) {
   const std::string op = "maxsim";
   const DType dt = parse_dtype(dtype, op);
   py::array qv = as_array(q_values, op, "q_values"), dv = as_array(d_values, op, "d_values");
@@ -133,11 +148,18 @@ void maxsim(const py::object& q_values, const py::object& q_offsets, const py::o
   py::array qo = offsets_array(q_offsets, tq, op, "q_offsets");
   py::array doff = offsets_array(d_offsets, td, op, "d_offsets");
   const int64_t B = qo.shape(0) - 1, N = doff.shape(0) - 1;
-  const int64_t* qi = query_index_ptr(query_index, N, B, op);
+  // paired pairs: one per document, or with doc_index one per query_index entry (documents by id)
+  int64_t P = N;
+  if (!doc_index.is_none() && !query_index.is_none()) {
+    py::array qa = as_array(query_index, op, "query_index");
+    if (qa.ndim() == 1) P = qa.shape(0);
+  }
+  const int64_t* qi = query_index_ptr(query_index, P, B, op);
+  const int64_t* di = doc_index_ptr(doc_index, query_index, P, N, op);
   fusedscore::MaxSimArgs args{qv.data(), static_cast<const int64_t*>(qo.data()), B,
                               dv.data(), static_cast<const int64_t*>(doff.data()), N,
                               tq > 0 ? qv.shape(1) : dv.shape(1), dt, qi, reduce_mean,
-                              out_ptr(out, qi, B, N, op)};
+                              out_ptr(out, qi, B, qi ? P : N, op), di, P};
   py::gil_scoped_release nogil;
   fusedscore::maxsim(args);
 }
@@ -210,7 +232,9 @@ PYBIND11_MODULE(_native, m) {
   m.doc() = "fusedscore C++ CPU kernels (MaxSim, sparse dot); see fusedscore/_native.pyi";
   m.def("maxsim", &maxsim, py::arg("q_values"), py::arg("q_offsets"), py::arg("d_values"), py::arg("d_offsets"),
         py::arg("query_index"), py::arg("dtype"), py::arg("reduce_mean"), py::arg("out"),
-        "MaxSim scores into out ([B, N] all-pairs, or [N] when query_index is given); see _native.pyi.");
+        py::arg("doc_index") = py::none(),
+        "MaxSim scores into out ([B, N] all-pairs, [N] when query_index is given, [P] with doc_index); see "
+        "_native.pyi.");
   m.def("sparse_dot", &sparse_dot, py::arg("q_idx"), py::arg("q_val"), py::arg("q_off"), py::arg("d_idx"),
         py::arg("d_val"), py::arg("d_off"), py::arg("query_index"), py::arg("vocab_size"), py::arg("dtype"),
         py::arg("out"), "Sparse dot products into out ([B, N] or [N]); see _native.pyi.");

@@ -5,8 +5,9 @@
 //  - all-pairs: queries are packed once (in chunks that bound the packed copy to kPackBudgetBytes), then
 //    threads take (document, query group) items; a document is read once per query group, in row chunks that
 //    stay in L2 while every query of the group runs over them.
-//  - paired: threads take runs of consecutive documents; each thread packs a query when the document's query
-//    changes (candidates of one query are usually contiguous), so nothing of size B is allocated.
+//  - paired: threads take runs of consecutive pairs; each thread packs a query when the pair's query changes
+//    (candidates of one query are usually contiguous), so nothing of size B is allocated. A pair's document is
+//    doc_index[n] when given (read in place from the corpus), else document n.
 // Packing a query (a transpose, [Lq, D] -> [D, Lqp]) costs Lq * D; scoring one document costs Lq * Ld * D, so
 // neither re-packing per thread nor per document run is visible.
 #include "cpu/maxsim.h"
@@ -270,17 +271,21 @@ void maxsim_all_pairs(const MaxSimArgs& a, const Plan& p) {
 void maxsim_paired(const MaxSimArgs& a, const Plan& p) {
   const auto* qbytes = static_cast<const unsigned char*>(a.q_values);
   const auto* dbytes = static_cast<const unsigned char*>(a.d_values);
-  const int64_t B = a.n_queries, N = a.n_docs, D = a.dim;
+  const int64_t B = a.n_queries, P = a.n_pairs, D = a.dim;
+  const int64_t* di = a.doc_index;
+  auto doc_of = [di](int64_t n) { return di ? di[n] : n; };
   int64_t max_lq = 0, max_ld = 0;
   for (int64_t b = 0; b < B; ++b) max_lq = std::max(max_lq, a.q_offsets[b + 1] - a.q_offsets[b]);
-  for (int64_t n = 0; n < N; ++n) max_ld = std::max(max_ld, a.d_offsets[n + 1] - a.d_offsets[n]);
-  const int64_t max_lqp = round16(max_lq);
-  const int64_t grain = grain_for(N);
   double macs = 0.0;
-  for (int64_t n = 0; n < N; ++n)
-    macs += double(round16(a.q_offsets[a.query_index[n] + 1] - a.q_offsets[a.query_index[n]])) *
-            double(a.d_offsets[n + 1] - a.d_offsets[n]) * double(D);
-  const int threads = threads_for((N + grain - 1) / grain, macs, kMinMacsPerThread);
+  for (int64_t n = 0; n < P; ++n) {  // over pairs, not the corpus: a rerank touches only its candidates
+    const int64_t doc = doc_of(n), ld = a.d_offsets[doc + 1] - a.d_offsets[doc];
+    max_ld = std::max(max_ld, ld);
+    macs += double(round16(a.q_offsets[a.query_index[n] + 1] - a.q_offsets[a.query_index[n]])) * double(ld) *
+            double(D);
+  }
+  const int64_t max_lqp = round16(max_lq);
+  const int64_t grain = grain_for(P);
+  const int threads = threads_for((P + grain - 1) / grain, macs, kMinMacsPerThread);
 
   std::vector<Buffer> pack, runmax, conv, tmp;
   for (int t = 0; t < threads; ++t) {
@@ -290,7 +295,7 @@ void maxsim_paired(const MaxSimArgs& a, const Plan& p) {
     tmp.emplace_back(static_cast<size_t>(p.pairs || p.dtype == DType::kF32 ? 0 : max_lq * D));
   }
   std::vector<int64_t> cached_query(threads, -1);  // per thread, across chunks: whose packing pack[slot] holds
-  parallel_for(N, grain, threads, [&](int slot, int64_t lo, int64_t hi) {
+  parallel_for(P, grain, threads, [&](int slot, int64_t lo, int64_t hi) {
     int64_t& cached = cached_query[slot];
     QRef q{pack[slot].data(), 0, 0, runmax[slot].data(), nullptr};
     if (cached >= 0) {
@@ -306,7 +311,8 @@ void maxsim_paired(const MaxSimArgs& a, const Plan& p) {
         cached = b;
       }
       q.out = a.out + n;
-      score_doc(p, dbytes + a.d_offsets[n] * D * p.esize, a.d_offsets[n + 1] - a.d_offsets[n], &q, 1,
+      const int64_t doc = doc_of(n);
+      score_doc(p, dbytes + a.d_offsets[doc] * D * p.esize, a.d_offsets[doc + 1] - a.d_offsets[doc], &q, 1,
                 a.reduce_mean, conv[slot].data());
     }
   });
@@ -315,12 +321,13 @@ void maxsim_paired(const MaxSimArgs& a, const Plan& p) {
 }  // namespace
 
 void maxsim(const MaxSimArgs& args) {
-  if (args.n_docs == 0 || (args.query_index == nullptr && args.n_queries == 0)) return;
-  const Plan plan = make_plan(args);
-  if (args.query_index == nullptr)
-    maxsim_all_pairs(args, plan);
-  else
-    maxsim_paired(args, plan);
+  if (args.query_index == nullptr) {
+    if (args.n_docs == 0 || args.n_queries == 0) return;
+    maxsim_all_pairs(args, make_plan(args));
+  } else {
+    if (args.n_pairs == 0) return;
+    maxsim_paired(args, make_plan(args));
+  }
 }
 
 }  // namespace fusedscore

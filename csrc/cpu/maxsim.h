@@ -3,8 +3,10 @@
 //
 // Layout: ragged and packed. Queries: values [Tq, D] with offsets [B+1]; documents: values [Td, D] with
 // offsets [N+1]. Values are fp32, fp16 or bf16 (raw uint16 bits), both sides the same dtype.
-// Modes: all-pairs (query_index == nullptr, out [B, N] row-major) or paired (query_index [N]: document n
-// against query query_index[n], out [N]). An empty document scores -inf, an empty query 0 (also for mean).
+// Modes: all-pairs (query_index == nullptr, out [B, N] row-major) or paired (query_index [P]: pair n is
+// document n against query query_index[n], out [P], P == N; or, with doc_index [P], document doc_index[n] read
+// in place, so a rerank scores candidates from the corpus without gathering them). An empty document scores
+// -inf, an empty query 0 (also for mean).
 //
 // Structure (STYLE.md section 3): the driver (maxsim.cpp, baseline ISA) packs queries, splits the work over
 // threads and reduces; the leaf kernels come from one table per ISA (maxsim_scalar.cpp, maxsim_avx2.cpp,
@@ -28,9 +30,11 @@ struct MaxSimArgs {
   int64_t n_docs;            // N
   int64_t dim;               // D
   DType dtype;
-  const int64_t* query_index;  // [N] or nullptr (all-pairs)
+  const int64_t* query_index;  // [P] or nullptr (all-pairs)
   bool reduce_mean;
-  float* out;  // [B, N] or [N]
+  float* out;                  // [B, N] or [P]
+  const int64_t* doc_index;    // paired only: [P] ids in [0, N), or nullptr (pair n is document n)
+  int64_t n_pairs;             // P: paired outputs (== N without doc_index); unused in all-pairs
 };
 
 // Score with the active SIMD level (common/simd.h). Inputs must already be validated (bindings do it).

@@ -2,7 +2,9 @@
 
 Every backend implements the same signature per op (containers in, float32 tensor out):
 
-- ``maxsim(q: MultiVectors, d: MultiVectors, query_index: Tensor | None, reduce: str) -> Tensor``
+- ``maxsim(q: MultiVectors, d: MultiVectors, query_index: Tensor | None, reduce: str,
+  doc_index: Tensor | None = None) -> Tensor`` (``doc_index`` [N] int64, paired only: pair n reads
+  document ``doc_index[n]`` in place)
 - ``sparse_dot(q: SparseVectors, d: SparseVectors, query_index: Tensor | None) -> Tensor``
 - ``dense_dot(q: Tensor [B, D], d: Tensor [N, D], query_index: Tensor | None) -> Tensor``
 
@@ -77,11 +79,12 @@ def _out(q_len: int, n: int, query_index: torch.Tensor | None, device: torch.dev
     return torch.empty(shape, dtype=torch.float32, device=device)
 
 
-def _native_maxsim(q: MultiVectors, d: MultiVectors, query_index: torch.Tensor | None, reduce: str) -> torch.Tensor:
-    out = _out(len(q), len(d), query_index, q.device)
+def _native_maxsim(q: MultiVectors, d: MultiVectors, query_index: torch.Tensor | None, reduce: str,
+                   doc_index: torch.Tensor | None = None) -> torch.Tensor:
+    out = _out(len(q), len(d) if doc_index is None else doc_index.numel(), query_index, q.device)
     if out.numel():
         _NATIVE.maxsim(_np(q.values), q.offsets.numpy(), _np(d.values), d.offsets.numpy(), _np_index(query_index),
-                       _NP_CODE[q.dtype], reduce == "mean", out.numpy())
+                       _NP_CODE[q.dtype], reduce == "mean", out.numpy(), doc_index=_np_index(doc_index))
     return out
 
 
@@ -107,8 +110,9 @@ def _torch_dense_dot(q: torch.Tensor, d: torch.Tensor, query_index: torch.Tensor
     return q.float() @ d.float().T
 
 
-def _triton_maxsim(q: MultiVectors, d: MultiVectors, query_index: torch.Tensor | None, reduce: str) -> torch.Tensor:
-    return _triton_module().maxsim(q, d, query_index, reduce)
+def _triton_maxsim(q: MultiVectors, d: MultiVectors, query_index: torch.Tensor | None, reduce: str,
+                   doc_index: torch.Tensor | None = None) -> torch.Tensor:
+    return _triton_module().maxsim(q, d, query_index, reduce, doc_index=doc_index)
 
 
 def _triton_sparse_dot(q: SparseVectors, d: SparseVectors, query_index: torch.Tensor | None) -> torch.Tensor:
@@ -134,8 +138,8 @@ def _triton_maxsim_topk(q, d, k, reduce, max_memory):
     return _triton_module().maxsim_topk(q, d, k, reduce, max_memory=max_memory)
 
 
-def _ref_maxsim(q, d, query_index, reduce):
-    return reference.maxsim_ref(q, d, query_index=query_index, reduce=reduce, upcast=False)
+def _ref_maxsim(q, d, query_index, reduce, doc_index=None):
+    return reference.maxsim_ref(q, d, query_index=query_index, reduce=reduce, upcast=False, doc_index=doc_index)
 
 
 def _ref_sparse_dot(q, d, query_index):

@@ -26,13 +26,15 @@ def maxsim(
     q_offsets: npt.NDArray[np.int64],  # [B+1]
     d_values: npt.NDArray[np.float32 | np.float16 | np.uint16],  # [Td, D]
     d_offsets: npt.NDArray[np.int64],  # [N+1]
-    query_index: npt.NDArray[np.int64] | None,  # None: all-pairs; else [N] in [0, B)
+    query_index: npt.NDArray[np.int64] | None,  # None: all-pairs; else [N] (or [P] with doc_index) in [0, B)
     dtype: str,
     reduce_mean: bool,
-    out: npt.NDArray[np.float32],  # [B, N] (all-pairs) or [N] (paired), written in place
+    out: npt.NDArray[np.float32],  # [B, N] (all-pairs) or [N] / [P] (paired), written in place
+    doc_index: npt.NDArray[np.int64] | None = None,  # paired only: [P] in [0, N), pair n reads document doc_index[n]
 ) -> None:
     """out[b, n] = reduce_i max_j <q_b[i], d_n[j]> (sum, or mean over the query's tokens), fp32 accumulation.
-    An empty document scores -inf; an empty query 0."""
+    Paired: out[n] scores query query_index[n] against document n, or document doc_index[n] when given (read in
+    place: a rerank needs no gathered copy of its candidates). An empty document scores -inf; an empty query 0."""
 
 def sparse_dot(
     q_idx: npt.NDArray[np.int32],  # [nnz_q], each in [0, vocab_size)

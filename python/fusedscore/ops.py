@@ -7,6 +7,8 @@ Modes:
 - all-pairs (``mode="all"``): every query against every document -> ``[B, N]``.
 - paired (``mode="pairs"``): each query with its own candidates, one call for the whole batch. The
   candidates of query ``b`` are documents ``groups[b]:groups[b+1]`` -> ``[N]``, aligned with ``docs``.
+  With ``doc_index`` (MaxSim only) the candidates stay in the corpus: pair ``n`` is document
+  ``docs[doc_index[n]]``, ``groups`` partitions the pairs, and no candidate token is copied.
 
 Scores are float32 always (fp32 accumulation). See ``fusedscore.reference`` for the exact semantics of
 empty documents (``-inf``) and empty queries (``0``).
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 from . import _check as C
@@ -44,6 +47,30 @@ def groups_to_query_index(groups: Any, n_queries: int, n_docs: int, where: str) 
     return torch.repeat_interleave(torch.arange(n_queries, dtype=torch.int64), g[1:] - g[:-1])
 
 
+def _doc_index(doc_index: Any, mode: str, n_docs: int, device: torch.device, where: str) -> torch.Tensor | None:
+    """Validate ``doc_index`` ([N] integer ids into docs, paired mode only) -> int64 on ``device``, or None."""
+    if doc_index is None:
+        return None
+    if mode == "all":
+        raise ValueError(f"{where}: doc_index is only used with mode='pairs', got mode='all'")
+    if isinstance(doc_index, (torch.Tensor, np.ndarray)):
+        di = C.as_tensor(doc_index, where, "doc_index")
+    else:  # a list of ids (an empty list has no dtype of its own)
+        di = torch.as_tensor(doc_index)
+        di = di.to(torch.int64) if di.numel() == 0 else di
+    if di.dtype not in (torch.int32, torch.int64):
+        raise TypeError(f"{where}: doc_index must be an integer tensor (int64, or int32) of document ids, got "
+                        f"{C.dtype_name(di.dtype)}")
+    C.check_ndim(di, 1, where, "doc_index", "[N] (one document id per pair)")
+    if di.numel():
+        bad = (di < 0) | (di >= n_docs)
+        if bool(bad.any()):
+            i = int(torch.nonzero(bad)[0, 0])
+            raise ValueError(f"{where}: doc_index must be in [0, len(docs)={n_docs}), got {int(di[i])} at "
+                             f"position {i}")
+    return di.to(device=device, dtype=torch.int64).contiguous()
+
+
 def _pairs_index(mode: str, groups: Any, nq: int, nd: int, device: torch.device, where: str) -> torch.Tensor | None:
     if mode == "all":
         if groups is not None:
@@ -55,7 +82,7 @@ def _pairs_index(mode: str, groups: Any, nq: int, nd: int, device: torch.device,
 
 
 def maxsim(queries: Any, docs: Any, *, mode: str = "all", groups: Any = None, reduce: str = "sum",
-           backend: str | None = None) -> torch.Tensor:
+           doc_index: Any = None, backend: str | None = None) -> torch.Tensor:
     """Late-interaction (ColBERT) score: ``out = reduce_i max_j <q_i, d_j>``.
 
     Args:
@@ -64,14 +91,19 @@ def maxsim(queries: Any, docs: Any, *, mode: str = "all", groups: Any = None, re
             are dropped (and not counted by reduce="mean").
         docs: N documents, same forms, same D, dtype and device as queries.
         mode: "all" -> [B, N]; "pairs" -> [N] with ``groups``.
-        groups: mode="pairs" only: [B+1] int offsets, docs groups[b]:groups[b+1] belong to query b. May be
-            omitted when B == N (query b with doc b).
+        groups: mode="pairs" only: [B+1] int offsets, pairs groups[b]:groups[b+1] belong to query b (the
+            pairs are the documents, or the entries of ``doc_index``). May be omitted when B == N.
         reduce: "sum" (ColBERT/PyLate) or "mean" over query tokens (BGE-M3).
+        doc_index: mode="pairs" only: [N] int64 ids into ``docs`` (int32 accepted), repeats and any order
+            allowed. Pair n scores its query against ``docs[doc_index[n]]`` read in place, so candidates are
+            never gathered (``docs.select(ids)`` copies every candidate's tokens). None: pair n is document n.
         backend: force "native", "triton" or "reference" (default: by device).
     Returns:
-        float32 [B, N] or [N]. An empty document scores -inf; an empty query scores 0.
+        float32 [B, N] or [N] (N = len(doc_index) when given). An empty document scores -inf; an empty
+        query scores 0.
     Raises:
-        ValueError: dim mismatch, bad groups, devices differ.  TypeError: dtype mismatch or bad type.
+        ValueError: dim mismatch, bad groups, doc_index out of range or with mode="all", devices differ.
+        TypeError: dtype mismatch or bad type (doc_index not integer).
         RuntimeError: a forced backend is unavailable.
     """
     where = "maxsim"
@@ -79,9 +111,10 @@ def maxsim(queries: Any, docs: Any, *, mode: str = "all", groups: Any = None, re
     d = MultiVectors.coerce(docs, where, "docs")
     C.check_reduce(reduce, where)
     _check_pair(q, d, where)
-    qi = _pairs_index(mode, groups, len(q), len(d), d.device, where)
+    di = _doc_index(doc_index, mode, len(d), d.device, where)
+    qi = _pairs_index(mode, groups, len(q), len(d) if di is None else di.numel(), d.device, where)
     impl = _dispatch.resolve("maxsim", d.device, backend)
-    return impl.fn(q, d, qi, reduce)
+    return impl.fn(q, d, qi, reduce, doc_index=di)
 
 
 def _check_pair(q: MultiVectors | SparseVectors, d: MultiVectors | SparseVectors, where: str) -> None:

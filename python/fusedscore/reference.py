@@ -48,7 +48,7 @@ def _maxsim_block(qp: torch.Tensor, qm: torch.Tensor, dp: torch.Tensor, dm: torc
 
 
 def maxsim_ref(q: MultiVectors, d: MultiVectors, *, query_index: torch.Tensor | None = None, reduce: str = "sum",
-               upcast: bool = True) -> torch.Tensor:
+               upcast: bool = True, doc_index: torch.Tensor | None = None) -> torch.Tensor:
     """MaxSim late-interaction scores.
 
     Args:
@@ -58,6 +58,9 @@ def maxsim_ref(q: MultiVectors, d: MultiVectors, *, query_index: torch.Tensor | 
             (paired / rerank mode).
         reduce: "sum" or "mean" over query tokens.
         upcast: compute in float64 (ground truth) or in the input dtype.
+        doc_index: paired only: [N] int64 ids into d; pair n is query query_index[n] against document
+            d[doc_index[n]] (the same as ``maxsim_ref(q, d.select(doc_index), query_index=...)``). N is then
+            len(doc_index), and query_index has N entries.
     Returns:
         [B, N] float32 (all-pairs) or [N] float32 (paired).
 
@@ -65,11 +68,15 @@ def maxsim_ref(q: MultiVectors, d: MultiVectors, *, query_index: torch.Tensor | 
     >>> d = MultiVectors.from_list([torch.tensor([[0.5, 0.5], [1.0, -1.0]]), torch.zeros(0, 2)])
     >>> maxsim_ref(q, d)   # token 1: max(0.5, 1.0); token 2: max(0.5, -1.0); the empty doc: -inf
     tensor([[1.5000,   -inf]])
+    >>> maxsim_ref(q, d, query_index=torch.tensor([0, 0, 0]), doc_index=torch.tensor([1, 0, 0]))
+    tensor([  -inf, 1.5000, 1.5000])
     """
     dt = _dt(q.values, upcast)
     qp, qm = q.to(dtype=dt).to_padded()
     paired = query_index is not None
-    n = len(d)
+    if doc_index is not None and not paired:
+        raise ValueError("maxsim_ref: doc_index needs query_index (paired mode), got query_index=None")
+    n = len(d) if doc_index is None else doc_index.numel()
     out_shape = (n,) if paired else (len(q), n)
     out = torch.empty(out_shape, dtype=torch.float32, device=q.device)
     if n == 0 or len(q) == 0:
@@ -77,7 +84,7 @@ def maxsim_ref(q: MultiVectors, d: MultiVectors, *, query_index: torch.Tensor | 
     per_doc = max(1, qp.shape[1] * d.max_length * qp.element_size() * (1 if paired else len(q)) * 2)
     step = max(1, _BUDGET_BYTES // per_doc)
     for s in range(0, n, step):
-        idx = torch.arange(s, min(n, s + step), device=d.device)
+        idx = torch.arange(s, min(n, s + step), device=d.device) if doc_index is None else doc_index[s: s + step]
         dp, dm = d.select(idx).to(dtype=dt).to_padded()
         if paired:
             qi = query_index[s: s + step]

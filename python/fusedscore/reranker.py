@@ -221,9 +221,16 @@ def score_embeddings(queries: Any, docs: Any, *, groups: Any = None, reduce: str
     out = torch.empty(nd, dtype=torch.float32, device=device)
     for s, e in chunks:
         lo, hi = int(g[s]), int(g[e])
-        qs, ds = _take(q, torch.arange(s, e)), _take(d, torch.arange(lo, hi))
+        qs, ds = _range(q, s, e), _range(d, lo, hi)
         out[lo:hi] = _score_rep(qs, ds, g[s:e + 1] - lo, reduce, backend)
     return out
+
+
+def _range(x: Any, start: int, stop: int) -> Any:
+    """Items start..stop-1: a zero-copy view for MultiVectors (its tokens are the bulk), else a gather."""
+    if isinstance(x, MultiVectors):
+        return x.slice(start, stop)
+    return _take(x, torch.arange(start, stop))
 
 
 def _take(x: Any, idx: torch.Tensor) -> Any:

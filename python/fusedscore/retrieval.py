@@ -8,8 +8,9 @@
    with ``fusedscore.dense_dot`` so at most ``max_memory`` bytes of scores exist at once (never the
    whole ``[B, N]`` when it exceeds the budget), each block's best merged into the running best.
 3. Rerank (``rerank=True``): the exact MaxSim of every (query, candidate) pair in one
-   ``fusedscore.maxsim(mode="pairs", groups=...)`` call per query chunk (queries are chunked only when the
-   gathered candidate tokens exceed ``max_memory``), then the top-``k``.
+   ``fusedscore.maxsim(queries, corpus, mode="pairs", groups=..., doc_index=candidates)`` call, which reads
+   each candidate's tokens in place in the corpus (no gathered copy), then the top-``k``. Queries are
+   chunked only when the per-pair scores and indices exceed ``max_memory``.
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ class FDEIndex:
             candidates: FDE candidates per query that are rescored exactly; raised to ``k`` if smaller.
             rerank: rescore candidates with exact MaxSim (True) or return FDE scores (False).
             reduce: "sum" (ColBERT) or "mean" (BGE-M3) for the exact MaxSim.
-            max_memory: bytes budget for a block of FDE scores and for the gathered candidate tokens.
+            max_memory: bytes budget for a block of FDE scores and for the rerank's per-pair scores and
+                indices (20 bytes a pair; candidate tokens are read in place, never gathered).
             backend: force the MaxSim backend ("native", "triton", "reference").
         Returns:
             (scores [B, min(k, N)] float32, indices [B, min(k, N)] int64 into the corpus), best first.
@@ -114,31 +116,25 @@ class FDEIndex:
 
     def _rerank(self, q: MultiVectors, cand: torch.Tensor, k: int, reduce: str, budget: int,
                 backend: str | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Exact MaxSim of each query's candidates ``cand [B, K]``; one pairs call per query chunk."""
+        """Exact MaxSim of each query's candidates ``cand [B, K]``: one pairs call per query chunk, reading the
+        candidates in the corpus by ``doc_index`` (no copy of their tokens)."""
         nq, nc = cand.shape
         dev = cand.device
         out_v = torch.empty(nq, k, dtype=torch.float32, device=dev)
         out_i = torch.empty(nq, k, dtype=torch.int64, device=dev)
         if nq == 0 or nc == 0:
             return out_v, out_i
-        # bytes of gathered candidate tokens per query; chunk queries to keep them under the budget
-        row_bytes = self.corpus.dim * self.corpus.values.element_size()
-        per_q = (self.corpus.lengths.to(dev)[cand].sum(1) * row_bytes).cpu()
-        cum = torch.cumsum(per_q, 0)
-        s = 0
-        while s < nq:
-            base = int(cum[s - 1]) if s else 0
-            e = int(torch.searchsorted(cum, base + budget, right=True))
-            e = min(nq, max(e, s + 1))
+        # per pair: its fp32 score, doc_index and query_index entries (int64)
+        step = max(1, budget // (nc * 20))
+        for s in range(0, nq, step):
+            e = min(nq, s + step)
             ci = cand[s:e]
-            docs = self.corpus.select(ci.reshape(-1))
             groups = torch.arange(0, (e - s) * nc + 1, nc, dtype=torch.int64)
-            sc = maxsim(q.select(torch.arange(s, e, device=q.offsets.device)), docs, mode="pairs", groups=groups,
+            sc = maxsim(q.slice(s, e), self.corpus, mode="pairs", groups=groups, doc_index=ci.reshape(-1),
                         reduce=reduce, backend=backend).reshape(e - s, nc)
             v, pos = torch.topk(sc, k, dim=1)
             out_v[s:e] = v
             out_i[s:e] = torch.gather(ci, 1, pos)
-            s = e
         return out_v, out_i
 
 

@@ -36,7 +36,26 @@ def _gather_positions(offsets: torch.Tensor, idx: torch.Tensor) -> tuple[torch.T
     return offsets[idx][item] + (torch.arange(int(off[-1]), device=idx.device) - off[item]), off
 
 
-class MultiVectors:
+class _Ragged:
+    """What both containers share: ``values`` rows grouped by int64 ``offsets [N+1]``."""
+
+    __slots__ = ()
+    values: torch.Tensor
+    offsets: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.offsets.numel() - 1
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.values.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.values.device
+
+
+class MultiVectors(_Ragged):
     """Ragged multi-vector embeddings: text ``i`` owns rows ``values[offsets[i]:offsets[i+1]]``.
 
     Args:
@@ -170,20 +189,9 @@ class MultiVectors:
                         f"got {type(x).__name__}")
 
     # ------------------------------------------------------------------ properties
-    def __len__(self) -> int:
-        return self.offsets.numel() - 1
-
     @property
     def dim(self) -> int:
         return int(self.values.shape[1])
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.values.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.values.device
 
     @property
     def num_tokens(self) -> int:
@@ -260,7 +268,7 @@ class MultiVectors:
         return padded, mask
 
 
-class SparseVectors:
+class SparseVectors(_Ragged):
     """Learned-sparse term weights in CSR: row ``i`` holds ``indices/values[offsets[i]:offsets[i+1]]``.
 
     Args:
@@ -392,20 +400,9 @@ class SparseVectors:
                         f"sparse tensor, got {type(x).__name__}")
 
     # ------------------------------------------------------------------ properties
-    def __len__(self) -> int:
-        return self.offsets.numel() - 1
-
     @property
     def nnz(self) -> int:
         return int(self.indices.numel())
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.values.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.values.device
 
     @property
     def lengths(self) -> torch.Tensor:

@@ -7,7 +7,6 @@ tests with plain float64 formulas. Tests with the real tiny models run when fuse
 
 from __future__ import annotations
 
-import importlib
 import zlib
 
 import numpy as np

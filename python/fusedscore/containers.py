@@ -11,7 +11,7 @@ packing a list or dropping padding is a copy, by necessity.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch

@@ -91,7 +91,6 @@ def measure_rates(device: str, quick: bool = False) -> dict[str, Any]:
         b = torch.randn(n, n, device=device, generator=g).to(DTYPES[name])
         t = measure(lambda: torch.mm(a, b), device, repeats=3 if quick else 5, budget_s=1.0)
         out["matmul_gflops"][name] = 2 * n**3 / t.best / 1e9  # the best run: a peak, not a typical rate
-        del a, b
     if cuda:
         out["tf32_allowed"] = bool(torch.backends.cuda.matmul.allow_tf32)
     # a buffer well past the last-level cache: 1 GiB on GPU, 256 MiB on CPU (128 MiB in quick mode)

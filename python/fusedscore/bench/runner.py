@@ -136,7 +136,7 @@ def _run_impl(impl: Impl, inp: Inputs, dev_kind: str, expected: tuple[torch.Tens
             if prep.to_scores is not None:
                 scores = prep.to_scores(out)
                 last_scores = prep.to_scores(last[0])
-            del out, last
+            out = last = None  # free the results before the next implementation runs
         except Skip as e:
             row.update(status="skipped", note=str(e))
             return row, None

@@ -231,3 +231,19 @@ def backend_info() -> dict[str, Any]:
 def native_module() -> Any:
     """The loaded extension (tests use it to switch SIMD levels), or None."""
     return _NATIVE
+
+
+def warmup(**kwargs: Any) -> int:
+    """Compile the common GPU kernel buckets ahead of time (``fusedscore.kernels.warmup``; keyword
+    arguments pass through), so the first call on CUDA pays no compile.
+
+    Returns:
+        The number of warm-up launches; 0 without CUDA, where it is a no-op (nothing to compile, and
+        triton is not even imported).
+    """
+    if not torch.cuda.is_available():
+        return 0
+    kernels = _triton_module()
+    if kernels is None:
+        raise RuntimeError(f"warmup: fusedscore.kernels did not load ({_TRITON_ERR!r}); pip install triton")
+    return kernels.warmup(**kwargs)

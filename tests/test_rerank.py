@@ -200,6 +200,17 @@ def test_empty_documents_and_large_top_k_and_duplicates():
     assert dup[0]["score"] == dup[1]["score"] and [x["corpus_id"] for x in dup] == [0, 2]  # ties keep input order
 
 
+@pytest.mark.parametrize("fusion", ["weighted", "rrf"])
+def test_fused_signals_with_no_candidates(fusion):
+    # several signals (a BGE-M3 mix) and no pair at all: [] per query, not a crash in the fusion
+    r = Reranker(BGEM3(), fusion=fusion, normalize="minmax" if fusion == "weighted" else "none")
+    assert r.rank("q", []) == []
+    assert r.rerank_batch([], []) == []
+    assert r.rerank_batch(["a", "b"], [[], []]) == [[], []]
+    flat, groups = r.score(["a"], [[]])
+    assert flat.numel() == 0 and groups == [0, 0]
+
+
 @pytest.mark.parametrize("top_k, exc, match", [(0, ValueError, "top_k must be > 0, got 0"),
                                                (-2, ValueError, "top_k must be > 0, got -2"),
                                                (1.5, TypeError, "top_k must be an int")])

@@ -555,6 +555,8 @@ class Reranker:
         keys = self.signal_keys
         if len(keys) == 1:
             return _drop_nan(flats[keys[0]].float(), where)
+        if not groups or groups[-1] == 0:  # no pair at all: nothing to fuse ([B, 0] rows)
+            return torch.zeros(0, dtype=torch.float32)
         rows = [_to_rows(_drop_nan(flats[k].float(), where), groups) for k in keys]
         if self.fusion == "rrf":
             fused = reciprocal_rank_fusion(rows, k=self.rrf_k, weights=self.weights)

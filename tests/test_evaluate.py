@@ -339,3 +339,24 @@ def test_cli_with_tiny_models_end_to_end(tmp_path, capsys):
     # a bi-encoder directory as --multi-model: its token vectors
     assert cli_main(["eval", "--data", str(data), "--multi-model", str(dense), "--mode", "muvera", "--quiet"]) == 0
     assert "| muvera |" in capsys.readouterr().out
+
+
+@pytest.mark.encoders
+def test_cache_key_covers_colbert_lengths(tmp_path):
+    # ColBERT's query/document lengths (from --max-length) are not in its repr: the cache must still tell
+    # encodings cut at 4 tokens from encodings cut at 40, or a later run silently reuses the short ones
+    pytest.importorskip("fusedscore.encoders", reason="the encoders are not available")
+    from fusedscore.testing import tiny_models as tm
+    from fusedscore.encoders import ColBERT
+
+    docs = [{"_id": f"c{i}", "text": t} for i, t in enumerate(tm.CORPUS)]
+    data = load_dataset(_write_beir(tmp_path / "beir", docs, [{"_id": "a", "text": "fox"}], [("a", "c0", 1)]))
+    path = tm.build_colbert(tmp_path / "colbert")
+    cache = str(tmp_path / "cache")
+    short = ColBERT.from_pretrained(path, device="cpu", max_length=4)
+    long = ColBERT.from_pretrained(path, device="cpu", max_length=40)
+    Evaluator(data, {"multi": short}, EvalOptions(quiet=True, cache=cache)).rep("multi", "corpus", "colbert")
+    cached = Evaluator(data, {"multi": long}, EvalOptions(quiet=True, cache=cache)).rep("multi", "corpus", "colbert")
+    fresh = Evaluator(data, {"multi": long}, EvalOptions(quiet=True)).rep("multi", "corpus", "colbert")
+    assert cached.lengths.tolist() == fresh.lengths.tolist()
+    assert max(fresh.lengths.tolist()) > 4

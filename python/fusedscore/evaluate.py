@@ -45,6 +45,8 @@ __all__ = ["MODES", "MEASURES", "EvalError", "EvalOptions", "Evaluator", "comput
 MODES = ("dense", "sparse", "hybrid", "muvera", "colbert", "rerank", "run")
 MEASURES = ("nDCG@10", "MRR@10", "R@100")
 _ROLE = {"dense": "dense", "sparse": "sparse", "muvera": "multi", "colbert": "multi", "rerank": "rerank"}
+_CACHE_ATTRS = ("query_length", "document_length", "query_prefix", "document_prefix", "do_query_expansion",
+                "attend_to_expansion_tokens", "skiplist", "do_lower_case")
 _FLOOR = -1e30  # stands in for -inf scores (an empty document) in a run: trec_eval needs finite numbers
 
 
@@ -279,6 +281,8 @@ class Evaluator:
         import hashlib
 
         h = hashlib.sha1(f"{type(model).__name__}|{model!r}|{role}|{side}|".encode())
+        # settings the repr leaves out but the encodings depend on (ColBERT's lengths come from --max-length)
+        h.update(repr([(a, getattr(model, a)) for a in _CACHE_ATTRS if hasattr(model, a)]).encode())
         for t in texts:
             h.update(t.encode("utf-8") + b"\0")
         return Path(self.opt.cache) / f"{role}-{side}-{h.hexdigest()[:16]}.pt"

@@ -246,6 +246,14 @@ def test_empty_documents_rank_last():
     assert torch.isinf(v[0, 2:]).all()
 
 
+@pytest.mark.parametrize("rerank", [True, False])
+def test_empty_corpus_gives_no_results(rerank):
+    # k is clipped to N = 0: [B, 0] results, as blocked_topk gives, not "k must be > 0, got 0"
+    g = torch.Generator().manual_seed(12)
+    v, i = retrieve(_rand_mv(g, [2, 3], 8), MultiVectors.from_list([], dim=8), 5, rerank=rerank)
+    assert v.shape == (2, 0) and i.shape == (2, 0) and i.dtype == torch.int64
+
+
 def test_recall_of_defaults_on_clustered_data():
     """Recall@10 of FDE candidates vs the exact MaxSim top-10 (maxsim_topk), documented defaults, seed 0.
 

@@ -108,6 +108,8 @@ class FDEIndex:
         n = len(self)
         kk = min(k, n)
         qf = self.fde.encode_queries(q)
+        if n == 0:  # an empty corpus: [B, 0] results (blocked_topk clips k to N itself)
+            return self.candidates_from_fde(qf, k, max_memory=budget)
         if not rerank:
             return self.candidates_from_fde(qf, kk, max_memory=budget)
         nc = min(max(candidates, k), n)

@@ -80,7 +80,10 @@ def test_cli_both_forms_top_k_and_summary(fake_model, tmp_path, capsys):
 @pytest.mark.parametrize("bad, why", [("{not json", "bad JSON"), ('{"documents": ["a"]}', "missing field 'query'"),
                                       ('{"query": "a", "candidates": [{"text": "b"}]}',
                                        "candidates\\[0\\] is missing field 'doc_id'"),
-                                      ('{"query": "a", "documents": "b"}', "'documents' must be a list of strings")])
+                                      ('{"query": "a", "documents": "b"}', "'documents' must be a list of strings"),
+                                      # Python's json reads these, but the output (allow_nan=False) cannot hold them
+                                      ('{"query": "a", "documents": ["b"], "meta": NaN}', "bad JSON \\(NaN"),
+                                      ('{"query": "a", "documents": ["b"], "w": -Infinity}', "bad JSON \\(-Infinity")])
 def test_cli_bad_line_keeps_the_lines_before(fake_model, tmp_path, capsys, bad, why, per_batch):
     inp = _write(tmp_path / "in.jsonl", [json.dumps(ROWS_A[0]), "", json.dumps(ROWS_B[0]), bad, json.dumps(ROWS_A[0])])
     out = str(tmp_path / "out.jsonl")

@@ -109,15 +109,21 @@ def rerank_rows(reranker: Any, rows: list[dict[str, Any]], *, top_k: int | None 
     return out
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def iter_rows(lines: Any) -> Iterator[tuple[int, dict[str, Any]]]:
     """(lineno, validated row) for each non-blank line; raises ``BadLine`` at the first bad one."""
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            obj = json.loads(line, parse_constant=_no_constant)
         except json.JSONDecodeError as e:
             raise BadLine(lineno, f"bad JSON ({e.msg} at column {e.colno})") from None
+        except ValueError as e:  # NaN / Infinity: Python reads them, the output (strict JSON) could not hold them
+            raise BadLine(lineno, f"bad JSON ({e})") from None
         yield lineno, parse_row(obj, lineno)
 
 

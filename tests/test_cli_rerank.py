@@ -83,7 +83,8 @@ def test_cli_both_forms_top_k_and_summary(fake_model, tmp_path, capsys):
                                       ('{"query": "a", "documents": "b"}', "'documents' must be a list of strings"),
                                       # Python's json reads these, but the output (allow_nan=False) cannot hold them
                                       ('{"query": "a", "documents": ["b"], "meta": NaN}', "bad JSON \\(NaN"),
-                                      ('{"query": "a", "documents": ["b"], "w": -Infinity}', "bad JSON \\(-Infinity")])
+                                      ('{"query": "a", "documents": ["b"], "w": -Infinity}', "bad JSON \\(-Infinity"),
+                                      ('{"query": "a", "documents": ["b"], "w": 1e999}', "bad JSON \\(1e999")])
 def test_cli_bad_line_keeps_the_lines_before(fake_model, tmp_path, capsys, bad, why, per_batch):
     inp = _write(tmp_path / "in.jsonl", [json.dumps(ROWS_A[0]), "", json.dumps(ROWS_B[0]), bad, json.dumps(ROWS_A[0])])
     out = str(tmp_path / "out.jsonl")

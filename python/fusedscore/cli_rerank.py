@@ -113,13 +113,20 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    x = float(text)
+    if not math.isfinite(x):
+        raise ValueError(f"{text} is out of the float range")
+    return x
+
+
 def iter_rows(lines: Any) -> Iterator[tuple[int, dict[str, Any]]]:
     """(lineno, validated row) for each non-blank line; raises ``BadLine`` at the first bad one."""
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            obj = json.loads(line, parse_constant=_no_constant)
+            obj = json.loads(line, parse_constant=_no_constant, parse_float=_finite_float)
         except json.JSONDecodeError as e:
             raise BadLine(lineno, f"bad JSON ({e.msg} at column {e.colno})") from None
         except ValueError as e:  # NaN / Infinity: Python reads them, the output (strict JSON) could not hold them

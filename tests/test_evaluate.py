@@ -360,3 +360,14 @@ def test_cache_key_covers_colbert_lengths(tmp_path):
     fresh = Evaluator(data, {"multi": long}, EvalOptions(quiet=True)).rep("multi", "corpus", "colbert")
     assert cached.lengths.tolist() == fresh.lengths.tolist()
     assert max(fresh.lengths.tolist()) > 4
+
+
+def test_fde_option_parses_booleans():
+    # "--fde fill_empty=false" must turn the fill off: the string "False" is truthy and FDE took it as True
+    from fusedscore.evaluate import _parse_kv
+    from fusedscore.muvera import FDE
+
+    kv = _parse_kv("fill_empty=False,k_sim=3,dim_proj=none", "--fde")
+    assert kv == {"fill_empty": False, "k_sim": 3, "dim_proj": None}
+    assert FDE(8, **kv).fill_empty is False
+    assert _parse_kv("fill_empty=true", "--fde") == {"fill_empty": True}

@@ -475,7 +475,9 @@ def _parse_kv(text: str, where: str) -> dict[str, Any]:
         k, sep, v = part.partition("=")
         if not sep:
             raise EvalError(f"eval: {where} must be key=value pairs, got {part!r}")
-        out[k.strip()] = None if v.strip().lower() == "none" else int(v) if v.strip().lstrip("-").isdigit() else v.strip()
+        low = v.strip().lower()
+        out[k.strip()] = None if low == "none" else {"true": True, "false": False}[low] if low in ("true", "false") \
+            else int(v) if v.strip().lstrip("-").isdigit() else v.strip()
     return out
 
 

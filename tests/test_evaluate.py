@@ -371,3 +371,20 @@ def test_fde_option_parses_booleans():
     assert kv == {"fill_empty": False, "k_sim": 3, "dim_proj": None}
     assert FDE(8, **kv).fill_empty is False
     assert _parse_kv("fill_empty=true", "--fde") == {"fill_empty": True}
+
+
+def test_cached_encodings_come_back_on_the_encoders_device(beir, tmp_path):
+    # encodings are saved from the CPU; a cache hit must put them back where the encoder puts fresh ones, or a
+    # resumed GPU run mixes CPU (cached) and CUDA (fresh) chunks and queries. "meta" stands in for a GPU here.
+    class Enc(DenseStub):
+        device = torch.device("cpu")
+
+        def __repr__(self):
+            return "Enc()"
+
+    cache = str(tmp_path / "cache")
+    enc = Enc()
+    Evaluator(load_dataset(beir), {"dense": enc}, EvalOptions(quiet=True, cache=cache, chunk=2)).rep("dense", "corpus", "dense")
+    enc.device = torch.device("meta")
+    got = Evaluator(load_dataset(beir), {"dense": enc}, EvalOptions(quiet=True, cache=cache, chunk=2)).rep("dense", "corpus", "dense")
+    assert got.device.type == "meta" and tuple(got.shape) == (6, len(VOCAB))

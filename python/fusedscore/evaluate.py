@@ -182,8 +182,8 @@ def _save_rep(rep: Any, path: Path) -> None:
     tmp.replace(path)  # a crash mid-write never leaves a truncated cache file under the real name
 
 
-def _load_rep(path: Path) -> Any:
-    obj = torch.load(path, weights_only=True)
+def _load_rep(path: Path, device: Any = None) -> Any:
+    obj = torch.load(path, weights_only=True, map_location=device)  # saved from the CPU: back to the encoder's device
     if obj["kind"] == "dense":
         return obj["values"]
     if obj["kind"] == "multi":
@@ -262,7 +262,7 @@ class Evaluator:
                 chunk = texts[s:s + step]
                 path = self._cache_path(model, role, side, chunk)  # per chunk: an interrupted run resumes
                 if path is not None and path.is_file():
-                    parts.append(_load_rep(path))
+                    parts.append(_load_rep(path, getattr(model, "device", None)))
                     hits += 1
                     continue
                 parts.append(encode(model, role, chunk, is_query=side == "queries", batch_size=self.opt.batch_size))

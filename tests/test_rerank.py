@@ -211,6 +211,15 @@ def test_fused_signals_with_no_candidates(fusion):
     assert flat.numel() == 0 and groups == [0, 0]
 
 
+def test_one_cross_encoder_under_two_labels_scores_both():
+    # the same object twice (e.g. to weight it): both signals hold its scores, neither is silently "missing"
+    ce = CrossEncoder()
+    both = Reranker({"a": ce, "b": ce}).rank("the fox", ["the fox", "dog", "a fox"])
+    one = Reranker(ce).rank("the fox", ["the fox", "dog", "a fox"])
+    assert [x["corpus_id"] for x in both] == [x["corpus_id"] for x in one]
+    assert [x["score"] for x in both] == pytest.approx([x["score"] for x in one], rel=1e-6)
+
+
 @pytest.mark.parametrize("top_k, exc, match", [(0, ValueError, "top_k must be > 0, got 0"),
                                                (-2, ValueError, "top_k must be > 0, got -2"),
                                                (1.5, TypeError, "top_k must be an int")])

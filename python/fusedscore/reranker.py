@@ -536,7 +536,8 @@ class Reranker:
                 if s.ndim != 1 or s.shape[0] != len(pairs):
                     raise ValueError(f"Reranker: a cross-encoder must return one score per pair, shape "
                                      f"[{len(pairs)}], got {s.shape}; num_labels must be 1")
-                out[sigs[0].key] = torch.from_numpy(s)
+                for sig in sigs:  # the same cross-encoder may be given under several labels
+                    out[sig.key] = torch.from_numpy(s)
                 continue
             names = [s.name for s in sigs]
             qrep = _encode(model, kind, queries, True, batch_size, names)

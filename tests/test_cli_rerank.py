@@ -8,6 +8,7 @@ import re
 import sys
 import types
 import zlib
+from pathlib import Path
 
 import pytest
 import torch
@@ -102,6 +103,15 @@ def test_cli_bad_arguments(fake_model, tmp_path, capsys):
     assert "--model must be a model directory" in capsys.readouterr().err
     assert cli.main(["rerank", "--model", fake_model, "--input", inp, "--output", "o", "--top-k", "0"]) == 2
     assert "--top-k must be > 0, got 0" in capsys.readouterr().err
+
+
+def test_cli_output_over_its_input_is_refused(fake_model, tmp_path, capsys):
+    # opening --output for writing truncated the input before a line was read: 0 queries, input gone, exit 0
+    inp = _write(tmp_path / "in.jsonl", [json.dumps(ROWS_A[0])])
+    before = Path(inp).read_text()
+    assert cli.main(["rerank", "--model", fake_model, "--input", inp, "--output", inp, "--no-progress"]) == 2
+    assert "--output must not be the --input file" in capsys.readouterr().err
+    assert Path(inp).read_text() == before
 
 
 def test_rerank_rows_is_reusable_and_writes_null_for_minus_inf():

@@ -151,6 +151,9 @@ def run(args: argparse.Namespace) -> int:
     if not os.path.isfile(args.input):
         print(f"{prog}: error: --input must be a JSONL file, got {args.input!r}", file=sys.stderr)
         return 2
+    if os.path.exists(args.output) and os.path.samefile(args.input, args.output):  # "w" would truncate the input
+        print(f"{prog}: error: --output must not be the --input file, got {args.output!r}", file=sys.stderr)
+        return 2
     if args.top_k is not None and args.top_k <= 0:
         print(f"{prog}: error: --top-k must be > 0, got {args.top_k}", file=sys.stderr)
         return 2

@@ -56,7 +56,7 @@ def check_offsets(offsets: torch.Tensor, total: int, where: str, arg: str = "off
     check_ndim(offsets, 1, where, arg, "[N+1]")
     if offsets.numel() == 0:
         raise ValueError(f"{where}: {arg} must have at least one element (offsets[0] == 0), got shape (0,)")
-    offsets = offsets.to(torch.int64)
+    offsets = offsets.to(torch.int64).contiguous()  # the kernels take flat offsets, never a strided view
     o = offsets.cpu()  # the checks read values on the host (a no-op for CPU tensors)
     if int(o[0]) != 0:
         raise ValueError(f"{where}: {arg}[0] must be 0, got {int(o[0])}")

@@ -196,3 +196,14 @@ def test_strided_offsets_are_stored_contiguous():
     import fusedscore as fs
     assert torch.allclose(fs.maxsim(mv, mv), fs.maxsim(mv.to_list(), mv.to_list()))
     assert fs.sparse_dot(sv, sv).tolist() == [[5.0, 0.0], [0.0, 9.0]]
+
+
+def test_sparse_select_negative_and_out_of_range_indices():
+    # negative ids were used raw against offsets [N+1]: select([-2]) returned row N-1 instead of row N-2
+    sv = SparseVectors.from_dicts([{1: 1.0}, {2: 2.0}, {3: 3.0}], vocab_size=10)
+    assert sv.select([-2]).to_dicts() == [{2: 2.0}]
+    assert sv.select([-1, 0]).to_dicts() == [{3: 3.0}, {1: 1.0}]
+    with pytest.raises(IndexError, match="out of range"):
+        sv.select([3])
+    with pytest.raises(IndexError, match="out of range"):
+        sv.select([-4])

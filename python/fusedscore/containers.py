@@ -423,6 +423,10 @@ class SparseVectors(_Ragged):
     def select(self, index: Any) -> "SparseVectors":
         """Gather rows by index, in the given order."""
         idx = torch.as_tensor(index, dtype=torch.int64, device=self.offsets.device).reshape(-1)
+        n = len(self)
+        if idx.numel() and (int(idx.min()) < -n or int(idx.max()) >= n):
+            raise IndexError(f"SparseVectors.select: index out of range for {n} items")
+        idx = idx % max(n, 1)  # offsets has N+1 entries: a raw negative id would read the wrong row
         pos, off = _gather_positions(self.offsets, idx)
         out = SparseVectors.__new__(SparseVectors)
         out.indices, out.values, out.offsets, out.vocab_size = self.indices[pos], self.values[pos], off, self.vocab_size

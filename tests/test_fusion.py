@@ -115,3 +115,18 @@ def test_rrf_ties_share_the_better_rank_and_weights():
     s = torch.tensor([2.0, 2.0, 1.0])
     out = fs.reciprocal_rank_fusion([s], k=10, weights=[2.0])
     assert torch.allclose(out, torch.tensor([2 / 11, 2 / 11, 2 / 13]))
+
+
+@pytest.mark.parametrize("shape", [(2, 0), (0,), (0, 3)])
+def test_fusion_of_empty_score_rows(shape):
+    # reshape(-1, 0) is ambiguous in torch: [B, 0] scores (no candidates) raised RuntimeError
+    s = torch.zeros(shape)
+    assert fs.hybrid([s, s], [0.5, 0.5], normalize="minmax").shape == shape
+    assert fs.reciprocal_rank_fusion([s, s]).shape == shape
+
+
+def test_fusion_rejects_0d_scores():
+    with pytest.raises(ValueError, match=r"hybrid: scores\[0\] must have shape"):
+        fs.hybrid([torch.tensor(1.0)], [1.0])
+    with pytest.raises(ValueError, match=r"reciprocal_rank_fusion: scores\[0\] must have shape"):
+        fs.reciprocal_rank_fusion([torch.tensor(1.0)])

@@ -16,6 +16,7 @@ empty documents (``-inf``) and empty queries (``0``).
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import numpy as np
@@ -213,6 +214,11 @@ def maxsim_topk(queries: Any, docs: Any, k: int, *, reduce: str = "sum", max_mem
     return impl.fn(q, d, k, reduce, max_memory or DEFAULT_MAX_MEMORY)
 
 
+def _rows(t: torch.Tensor) -> torch.Tensor:
+    """[..., N] -> [R, N] (R = prod of the leading dims; explicit, since reshape(-1, 0) is ambiguous)."""
+    return t.reshape(math.prod(t.shape[:-1]), t.shape[-1])
+
+
 _NORMS = ("none", "minmax", "zscore", "sigmoid")
 
 
@@ -261,14 +267,18 @@ def hybrid(scores: Sequence[torch.Tensor], weights: Sequence[float], *, normaliz
         raise ValueError(f"{where}: normalize must be one of {_NORMS}, got {normalize!r}")
     ts = [C.as_tensor(s, where, f"scores[{i}]").float() for i, s in enumerate(scores)]
     shape = ts[0].shape
+    if len(shape) == 0:
+        raise ValueError(f"{where}: scores[0] must have shape [B, N] or [N], got ()")
     for i, t in enumerate(ts):
         if t.shape != shape:
             raise ValueError(f"{where}: scores[{i}] must have shape {tuple(shape)} like scores[0], got {tuple(t.shape)}")
+    if ts[0].numel() == 0:  # no documents (or no rows): nothing to fuse, and amin over 0 columns raises
+        return torch.zeros(shape, dtype=torch.float32, device=ts[0].device)
     squeeze = len(shape) == 1
-    total = torch.zeros(ts[0].reshape(-1, shape[-1]).shape, dtype=torch.float32, device=ts[0].device)
+    total = torch.zeros(_rows(ts[0]).shape, dtype=torch.float32, device=ts[0].device)
     seen = torch.zeros_like(total, dtype=torch.bool)
     for t, w in zip(ts, weights):
-        t2 = t.reshape(-1, shape[-1])
+        t2 = _rows(t)
         t2 = torch.where(torch.isnan(t2), torch.full_like(t2, float("-inf")), t2)
         fin = torch.isfinite(t2)
         n = _normalise(t2, normalize)
@@ -303,12 +313,14 @@ def reciprocal_rank_fusion(scores: Sequence[torch.Tensor], *, k: int = 60,
     if len(weights) != len(scores):
         raise ValueError(f"{where}: weights must have one entry per score tensor ({len(scores)}), got {len(weights)}")
     shape = C.as_tensor(scores[0], where, "scores[0]").shape
+    if len(shape) == 0:
+        raise ValueError(f"{where}: scores[0] must have shape [B, N] or [N], got ()")
     total = None
     for i, (s, w) in enumerate(zip(scores, weights)):
         t = C.as_tensor(s, where, f"scores[{i}]").float()
         if t.shape != shape:
             raise ValueError(f"{where}: scores[{i}] must have shape {tuple(shape)} like scores[0], got {tuple(t.shape)}")
-        t2 = t.reshape(-1, shape[-1])
+        t2 = _rows(t)
         fin = torch.isfinite(t2)
         t2 = torch.where(fin, t2, torch.full_like(t2, float("-inf")))
         # rank = 1 + number of strictly better finite scores in the row (ties share the better rank)

@@ -188,6 +188,9 @@ def _padded(x: torch.Tensor, mask: torch.Tensor | None, lengths: torch.Tensor | 
             raise ValueError(f"{where}: {arg}_lengths must be an int [N]=({n},) tensor, got {lengths.dtype} "
                              f"{tuple(lengths.shape)}")
         lens = lengths.to(device=x.device, dtype=torch.int64)
+        if n and bool(((lens < 0) | (lens > L)).any()):  # the kernel reads lens[i] rows from item i's start
+            raise ValueError(f"{where}: {arg}_lengths must lie in [0, L={L}], got min {int(lens.min())} max "
+                             f"{int(lens.max())}")
     else:
         lens = torch.full((n,), L, dtype=torch.int64, device=x.device)
     max_len = int(lens.max()) if n and query_side else 0

@@ -224,6 +224,15 @@ def test_maxsim_padded_errors():
         K.maxsim_padded(q, None, torch.zeros(5, 6, 3))
 
 
+@pytest.mark.parametrize("lengths", [[1, 2, 3, 4, 7], [1, 2, -1, 4, 5]])
+def test_maxsim_padded_rejects_lengths_outside_0_L(lengths):
+    # d_lengths > L read past the document (into the next one, or past the tensor: garbage scores on CPU,
+    # an illegal address on the GPU); d_lengths < 0 silently scored -inf
+    q, d = torch.zeros(2, 3, 4), torch.zeros(5, 6, 4)
+    with pytest.raises(ValueError, match=r"maxsim_padded: d_lengths must lie in \[0, L=6\]"):
+        K.maxsim_padded(q, None, d, d_lengths=torch.tensor(lengths))
+
+
 # ----------------------------------------------------------------------------- fused top-k
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -364,3 +364,13 @@ def test_native_rejects_bad_arguments(change, exc, match):
     args.update(change)
     with pytest.raises(exc, match=match):
         NATIVE.maxsim(**args)
+
+
+def test_float64_containers_raise_type_error():
+    # MultiVectors.to(dtype=float64) (what the reference uses for its ground truth) passed the op's checks and
+    # then failed in the native adapter with a bare KeyError: torch.float64
+    q = MultiVectors.from_list([torch.randn(2, 3)]).to(dtype=torch.float64)
+    with pytest.raises(TypeError, match=r"maxsim: queries must have dtype in \(float32, float16, bfloat16\)"):
+        fs.maxsim(q, q)
+    with pytest.raises(TypeError, match=r"maxsim_topk: queries must have dtype in"):
+        fs.maxsim_topk(q, q, 1)

@@ -253,3 +253,9 @@ def test_native_document_ids_outside_vocab_are_harmless():
     args.update(d_idx=np.array([-7], np.int32), d_off=np.array([0, 1, 1]))
     NATIVE.sparse_dot(**args)
     assert args["out"].tolist() == [[0.0, 0.0]]
+
+
+def test_float64_containers_raise_type_error():
+    s = SparseVectors.from_dicts([{1: 1.0}], vocab_size=4).to(dtype=torch.float64)
+    with pytest.raises(TypeError, match=r"sparse_dot: queries must have dtype in \(float32, float16, bfloat16\)"):
+        fs.sparse_dot(s, s)

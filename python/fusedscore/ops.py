@@ -120,6 +120,7 @@ def maxsim(queries: Any, docs: Any, *, mode: str = "all", groups: Any = None, re
 
 def _check_pair(q: MultiVectors | SparseVectors, d: MultiVectors | SparseVectors, where: str) -> None:
     C.check_same_device(where, queries=q.values, docs=d.values)
+    C.check_float(q.values, where, "queries")  # a container cast with .to(dtype=float64) reaches no kernel
     if q.dtype != d.dtype:
         raise TypeError(f"{where}: docs must have the dtype of queries ({C.dtype_name(q.dtype)}), got "
                         f"{C.dtype_name(d.dtype)}; cast one explicitly with .to(dtype=...)")

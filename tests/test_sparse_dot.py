@@ -259,3 +259,14 @@ def test_float64_containers_raise_type_error():
     s = SparseVectors.from_dicts([{1: 1.0}], vocab_size=4).to(dtype=torch.float64)
     with pytest.raises(TypeError, match=r"sparse_dot: queries must have dtype in \(float32, float16, bfloat16\)"):
         fs.sparse_dot(s, s)
+
+
+def test_reference_backend_does_not_densify_the_vocabulary():
+    # the reference (also the no-compiler fallback backend) built dense [B, V] and [rows, V] matrices: with
+    # vocab_size = 2**31 - 1 (valid for SparseVectors) it tried to allocate hundreds of GB and died
+    V = 2**31 - 1
+    q = SparseVectors.from_dicts([{V - 1: 2.0, 7: 1.0}, {}], vocab_size=V)
+    d = SparseVectors.from_dicts([{V - 1: 0.5, 3: 9.0}, {7: 4.0, V - 1: 1.0}, {}], vocab_size=V)
+    assert sparse_dot_ref(q, d).tolist() == [[1.0, 6.0, 0.0], [0.0, 0.0, 0.0]]
+    assert sparse_dot_ref(q, d, query_index=torch.tensor([0, 0, 1])).tolist() == [1.0, 6.0, 0.0]
+    assert fs.sparse_dot(q, d, backend="reference").tolist() == [[1.0, 6.0, 0.0], [0.0, 0.0, 0.0]]

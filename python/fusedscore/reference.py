@@ -94,6 +94,20 @@ def maxsim_ref(q: MultiVectors, d: MultiVectors, *, query_index: torch.Tensor | 
     return out
 
 
+def _dense_over(x: SparseVectors, cols: torch.Tensor) -> torch.Tensor:
+    """[N, len(cols)] fp32: ``x.to_dense()[:, cols]`` without building the [N, V] matrix (cols sorted, unique)."""
+    n = len(x)
+    out = torch.zeros(n, cols.numel(), dtype=torch.float32, device=x.device)
+    if cols.numel() == 0 or x.nnz == 0:
+        return out
+    ids = x.indices.to(torch.int64)
+    pos = torch.searchsorted(cols, ids).clamp(max=cols.numel() - 1)
+    hit = cols[pos] == ids
+    rows = torch.repeat_interleave(torch.arange(n, device=x.device), x.lengths)
+    out[rows[hit], pos[hit]] = x.values.float()[hit]
+    return out
+
+
 def sparse_dot_ref(q: SparseVectors, d: SparseVectors, *, query_index: torch.Tensor | None = None,
                    upcast: bool = True) -> torch.Tensor:
     """Learned-sparse dot products: sum over shared ids of w_q * w_d.
@@ -115,12 +129,15 @@ def sparse_dot_ref(q: SparseVectors, d: SparseVectors, *, query_index: torch.Ten
     out = torch.empty((n,) if paired else (len(q), n), dtype=torch.float32, device=q.device)
     if n == 0 or len(q) == 0:
         return out
-    qd = q.to_dense().to(dt)
+    # only ids some query has can score: dense columns over those ids, not over the whole vocabulary
+    # (V may be 2**31 - 1; a [B, V] matrix would not fit)
+    cols = torch.unique(q.indices.to(torch.int64))
+    qd = _dense_over(q, cols).to(dt)
     if not upcast:  # same-precision baseline: round the weights to the input dtype first
-        qd = q.to(dtype=q.values.dtype).to_dense().to(q.values.dtype)
-    step = max(1, _BUDGET_BYTES // (q.vocab_size * 8 * (2 if paired else 1)))
+        qd = _dense_over(q, cols).to(q.values.dtype)
+    step = max(1, _BUDGET_BYTES // (max(1, cols.numel()) * 8 * (2 if paired else 1)))
     for s in range(0, n, step):
-        dd = d.select(torch.arange(s, min(n, s + step), device=d.device)).to_dense().to(qd.dtype)
+        dd = _dense_over(d.select(torch.arange(s, min(n, s + step), device=d.device)), cols).to(qd.dtype)
         if paired:
             out[s: s + step] = (qd[query_index[s: s + step]] * dd).sum(-1).float()
         else:

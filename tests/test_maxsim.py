@@ -155,6 +155,80 @@ def test_native_doc_index_matches_reference(simd, dtype, dim, reduce):
     assert torch.equal(got, gathered)
 
 
+def _separate(d: MultiVectors) -> list[torch.Tensor]:
+    """The documents as a list of separately allocated tensors (what PyLate and FlagEmbedding hand over)."""
+    return [t.clone() for t in d.to_list()]
+
+
+@needs_native
+@pytest.mark.parametrize("mode", ["all", "pairs"])
+@pytest.mark.parametrize("dim", [1, 7, 16, 33, 128, 129])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_native_list_documents_read_in_place(simd, dtype, dim, mode):
+    """A list of documents is scored where each item lies (maxsim_rows): the same kernel as on the packed
+    container, so the same bits, for every SIMD level, with empty and 1-row documents among them."""
+    q, d, groups, ref, mag = _case(dim, dtype, mode, "sum")
+    got = fs.maxsim(q, _separate(d), mode=mode, groups=groups, backend="native")
+    assert torch.equal(got, fs.maxsim(q, d, mode=mode, groups=groups, backend="native"))
+    assert_scores_close(got, ref, mag, key_for(dtype))
+    # the reference backend packs the list first
+    if dtype == torch.float32:
+        assert_scores_close(fs.maxsim(q, _separate(d), mode=mode, groups=groups, backend="reference"), ref, mag,
+                            key_for(dtype))
+
+
+@needs_native
+@pytest.mark.parametrize("reduce", ["sum", "mean"])
+def test_native_list_documents_by_doc_index(simd, reduce):
+    q, d, groups, ids, ref, mag = _doc_index_case(17, torch.float32, reduce)
+    got = fs.maxsim(q, _separate(d), mode="pairs", groups=groups, doc_index=ids, reduce=reduce, backend="native")
+    assert torch.equal(got, fs.maxsim(q, d, mode="pairs", groups=groups, doc_index=ids, reduce=reduce,
+                                      backend="native"))
+
+
+def test_list_documents_numpy_and_strided_items():
+    """numpy items share memory; a non-contiguous item is made contiguous (a copy of that item only)."""
+    g = torch.Generator().manual_seed(41)
+    q = [torch.randn(5, 12, generator=g)]
+    base = torch.randn(12, 9, generator=g)
+    docs = [torch.randn(3, 12, generator=g).numpy(), base.T, torch.randn(0, 12)]
+    assert not docs[1].is_contiguous()
+    got = fs.maxsim(q, docs)
+    want = fs.maxsim(q, MultiVectors.from_list([torch.from_numpy(docs[0]), base.T.contiguous(), docs[2]]))
+    assert torch.equal(got, want) and got[0, 2] == float("-inf")
+
+
+@needs_native
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_list_documents_with_non_finite_values_raise(simd, dtype, bad):
+    """List items are never scanned ahead: the kernel turns a NaN/Inf row into a NaN score (sticky in the
+    running max, whatever the row's position), and maxsim reports the document by its index in the list."""
+    g = torch.Generator().manual_seed(42)
+    for lq in (1, 17, 40, 70):  # one lane, a partial vector, several vectors, two tiles
+        q = [torch.randn(lq, 33, generator=g).to(dtype)]
+        docs = [torch.randn(n, 33, generator=g).to(dtype) for n in (3, 30, 1)]
+        for row in (0, 13, 29):  # first row, mid-block, the last (tail) row
+            bad_docs = [t.clone() for t in docs]
+            bad_docs[1][row, 5] = bad
+            with pytest.raises(ValueError, match=r"maxsim: docs\[1\] must be finite \(no NaN or Inf\)"):
+                fs.maxsim(q, bad_docs, backend="native")
+            with pytest.raises(ValueError, match=r"maxsim: docs\[1\] must be finite"):
+                fs.maxsim(q * 3, bad_docs, mode="pairs", groups=[0, 1, 2, 3], doc_index=[0, 2, 1], backend="native")
+        assert not torch.isnan(fs.maxsim(q, docs, backend="native")).any()
+
+
+@needs_native
+def test_unchecked_container_with_nan_scores_nan(simd):
+    """check_finite=False skips the scan at construction: a non-finite document then scores NaN, never a
+    finite number that silently dropped it (the documented risk of opting out)."""
+    v = torch.randn(10, 8)
+    v[6, 2] = float("inf")
+    d = MultiVectors(v, torch.tensor([0, 4, 10]), check_finite=False)
+    got = fs.maxsim(MultiVectors.from_list([torch.randn(3, 8)]), d, backend="native")
+    assert not torch.isnan(got[0, 0]) and torch.isnan(got[0, 1])
+
+
 @pytest.mark.parametrize("backend", ["native", "reference"])
 def test_doc_index_without_groups_and_empty(backend):
     """groups may be omitted when B == len(doc_index); an empty doc_index gives an empty result."""
@@ -374,3 +448,25 @@ def test_float64_containers_raise_type_error():
         fs.maxsim(q, q)
     with pytest.raises(TypeError, match=r"maxsim_topk: queries must have dtype in"):
         fs.maxsim_topk(q, q, 1)
+
+
+@needs_native
+def test_native_rows_rejects_bad_tables():
+    args = _raw_args()
+    dv = args.pop("d_values")
+    rows = np.array([dv[0:1].ctypes.data, dv[1:6].ctypes.data], dtype=np.int64)
+    out = args["out"]
+    NATIVE.maxsim_rows(d_rows=rows, dim=4, **args)  # the same scores as the packed call
+    packed = np.empty_like(out)
+    NATIVE.maxsim(d_values=dv, **{**args, "out": packed})
+    assert np.array_equal(out, packed)
+    with pytest.raises(ValueError, match=r"maxsim_rows: d_rows must be non-null for every non-empty document, got 0 "
+                                         r"at position 1"):
+        NATIVE.maxsim_rows(d_rows=np.array([rows[0], 0], dtype=np.int64), dim=4, **args)
+    with pytest.raises(ValueError, match=r"maxsim_rows: d_rows must be of shape \[N\]=\(2,\) like d_offsets, got \(1,\)"):
+        NATIVE.maxsim_rows(d_rows=rows[:1], dim=4, **args)
+    with pytest.raises(TypeError, match=r"maxsim_rows: d_rows must have dtype int64 \(addresses\), got int32"):
+        NATIVE.maxsim_rows(d_rows=rows.astype(np.int32), dim=4, **args)
+    with pytest.raises(ValueError, match=r"maxsim_rows: d_values must be of shape \[Td, D\] with D=4 to match q_values, "
+                                         r"got D=5"):
+        NATIVE.maxsim_rows(d_rows=rows, dim=5, **args)

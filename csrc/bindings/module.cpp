@@ -130,21 +130,25 @@ float* out_ptr(const py::object& obj, const int64_t* qi, int64_t B, int64_t N, c
   return static_cast<float*>(a.mutable_data());
 }
 
-void maxsim(const py::object& q_values, const py::object& q_offsets, const py::object& d_values,
-            const py::object& d_offsets, const py::object& query_index, const std::string& dtype, bool reduce_mean,
-            const py::object& out, const py::object& doc_index) {
-  const std::string op = "maxsim";
-  const DType dt = parse_dtype(dtype, op);
-  py::array qv = as_array(q_values, op, "q_values"), dv = as_array(d_values, op, "d_values");
+// Shared by maxsim and maxsim_rows: the query side, the modes and the output, then the call without the GIL.
+// `td` is the documents' row count (d_offsets[-1]).
+// The query values: checked before anything of the documents.
+py::array query_values(const py::object& q_values, DType dt, const std::string& op) {
+  py::array qv = as_array(q_values, op, "q_values");
   require_values_dtype(qv, dt, op, "q_values");
-  require_values_dtype(dv, dt, op, "d_values");
   require_ndim(qv, 2, op, "q_values", "[Tq, D]");
-  require_ndim(dv, 2, op, "d_values", "[Td, D]");
-  const int64_t tq = qv.shape(0), td = dv.shape(0);
+  return qv;
+}
+
+void maxsim_call(const std::string& op, const py::array& qv, const py::object& q_offsets, const void* d_values,
+                 const void* const* d_rows, const py::object& d_offsets, int64_t td, int64_t dim_d,
+                 const py::object& query_index, DType dt, bool reduce_mean, const py::object& out,
+                 const py::object& doc_index) {
+  const int64_t tq = qv.shape(0);
   // a side without tokens is never read, so its D need not match (an empty container may have D = 0)
-  if (tq > 0 && td > 0 && qv.shape(1) != dv.shape(1))
+  if (tq > 0 && td > 0 && qv.shape(1) != dim_d)
     fail(op, "d_values", "of shape [Td, D] with D=" + std::to_string(qv.shape(1)) + " to match q_values",
-         shape_str(dv));
+         "D=" + std::to_string(dim_d));
   py::array qo = offsets_array(q_offsets, tq, op, "q_offsets");
   py::array doff = offsets_array(d_offsets, td, op, "d_offsets");
   const int64_t B = qo.shape(0) - 1, N = doff.shape(0) - 1;
@@ -157,11 +161,54 @@ void maxsim(const py::object& q_values, const py::object& q_offsets, const py::o
   const int64_t* qi = query_index_ptr(query_index, P, B, op);
   const int64_t* di = doc_index_ptr(doc_index, query_index, P, N, op);
   fusedscore::MaxSimArgs args{qv.data(), static_cast<const int64_t*>(qo.data()), B,
-                              dv.data(), static_cast<const int64_t*>(doff.data()), N,
-                              tq > 0 ? qv.shape(1) : dv.shape(1), dt, qi, reduce_mean,
-                              out_ptr(out, qi, B, qi ? P : N, op), di, P};
+                              d_values, static_cast<const int64_t*>(doff.data()), N,
+                              tq > 0 ? qv.shape(1) : dim_d, dt, qi, reduce_mean,
+                              out_ptr(out, qi, B, qi ? P : N, op), di, P, d_rows};
   py::gil_scoped_release nogil;
   fusedscore::maxsim(args);
+}
+
+void maxsim(const py::object& q_values, const py::object& q_offsets, const py::object& d_values,
+            const py::object& d_offsets, const py::object& query_index, const std::string& dtype, bool reduce_mean,
+            const py::object& out, const py::object& doc_index) {
+  const std::string op = "maxsim";
+  const DType dt = parse_dtype(dtype, op);
+  py::array qv = query_values(q_values, dt, op);
+  py::array dv = as_array(d_values, op, "d_values");
+  require_values_dtype(dv, dt, op, "d_values");
+  require_ndim(dv, 2, op, "d_values", "[Td, D]");
+  maxsim_call(op, qv, q_offsets, dv.data(), nullptr, d_offsets, dv.shape(0), dv.shape(1), query_index, dt,
+              reduce_mean, out, doc_index);
+}
+
+// Documents as a table of row pointers (each document its own C-contiguous [L_n, D] buffer, never packed). The
+// addresses come from fusedscore._dispatch, which holds the buffers alive for the call and checked each one's
+// shape, dtype, contiguity and device; here only the table's own shape and null entries can be checked.
+void maxsim_rows(const py::object& q_values, const py::object& q_offsets, const py::object& d_rows,
+                 const py::object& d_offsets, int64_t dim, const py::object& query_index, const std::string& dtype,
+                 bool reduce_mean, const py::object& out, const py::object& doc_index) {
+  const std::string op = "maxsim_rows";
+  const DType dt = parse_dtype(dtype, op);
+  py::array qv = query_values(q_values, dt, op);
+  if (dim < 0) fail(op, "dim", ">= 0", std::to_string(dim));
+  py::array rows = as_array(d_rows, op, "d_rows");
+  require_dtype(rows, 'i', 8, op, "d_rows", "int64 (addresses)");
+  py::array doff = as_array(d_offsets, op, "d_offsets");
+  require_dtype(doff, 'i', 8, op, "d_offsets", "int64");
+  require_ndim(doff, 1, op, "d_offsets", "[N+1]");
+  if (doff.shape(0) < 1) fail(op, "d_offsets", "of shape [N+1] with at least one element", shape_str(doff));
+  const int64_t n = doff.shape(0) - 1;
+  if (rows.ndim() != 1 || rows.shape(0) != n)
+    fail(op, "d_rows", "of shape [N]=(" + std::to_string(n) + ",) like d_offsets", shape_str(rows));
+  const auto* off = static_cast<const int64_t*>(doff.data());
+  const auto* ptrs = static_cast<const int64_t*>(rows.data());
+  for (int64_t i = 0; i < n; ++i) {
+    if (ptrs[i] == 0 && off[i + 1] != off[i])
+      fail(op, "d_rows", "non-null for every non-empty document", "0 at position " + std::to_string(i));
+  }
+  static_assert(sizeof(int64_t) == sizeof(const void*), "addresses travel as int64");
+  maxsim_call(op, qv, q_offsets, nullptr, reinterpret_cast<const void* const*>(ptrs), d_offsets,
+              off[n], dim, query_index, dt, reduce_mean, out, doc_index);
 }
 
 void sparse_dot(const py::object& q_idx, const py::object& q_val, const py::object& q_off, const py::object& d_idx,
@@ -235,6 +282,10 @@ PYBIND11_MODULE(_native, m) {
         py::arg("doc_index") = py::none(),
         "MaxSim scores into out ([B, N] all-pairs, [N] when query_index is given, [P] with doc_index); see "
         "_native.pyi.");
+  m.def("maxsim_rows", &maxsim_rows, py::arg("q_values"), py::arg("q_offsets"), py::arg("d_rows"),
+        py::arg("d_offsets"), py::arg("dim"), py::arg("query_index"), py::arg("dtype"), py::arg("reduce_mean"),
+        py::arg("out"), py::arg("doc_index") = py::none(),
+        "maxsim with each document in its own buffer (a table of row addresses); see _native.pyi.");
   m.def("sparse_dot", &sparse_dot, py::arg("q_idx"), py::arg("q_val"), py::arg("q_off"), py::arg("d_idx"),
         py::arg("d_val"), py::arg("d_off"), py::arg("query_index"), py::arg("vocab_size"), py::arg("dtype"),
         py::arg("out"), "Sparse dot products into out ([B, N] or [N]); see _native.pyi.");

@@ -8,6 +8,7 @@
 //  - paired: threads take runs of consecutive pairs; each thread packs a query when the pair's query changes
 //    (candidates of one query are usually contiguous), so nothing of size B is allocated. A pair's document is
 //    doc_index[n] when given (read in place from the corpus), else document n.
+// Documents are read where they are: from the packed values, or, with d_rows, each from its own buffer.
 // Packing a query (a transpose, [Lq, D] -> [D, Lqp]) costs Lq * D; scoring one document costs Lq * Ld * D, so
 // neither re-packing per thread nor per document run is visible.
 #include "cpu/maxsim.h"
@@ -113,6 +114,12 @@ Plan make_plan(const MaxSimArgs& a) {
   return p;
 }
 
+// Where document `doc`'s rows start: in the packed values, or in its own buffer (MaxSimArgs::d_rows).
+inline const unsigned char* doc_rows(const MaxSimArgs& a, const Plan& p, int64_t doc) {
+  if (a.d_rows) return static_cast<const unsigned char*>(a.d_rows[doc]);
+  return static_cast<const unsigned char*>(a.d_values) + a.d_offsets[doc] * a.dim * p.esize;
+}
+
 inline int64_t round16(int64_t x) { return (x + 15) / 16 * 16; }
 
 // Pack query rows [lq, D] into dst (kslots * lqp floats; see MaxSimKernels for the layouts). Padding lanes are
@@ -199,7 +206,6 @@ int64_t grain_for(int64_t n_items) {
 
 void maxsim_all_pairs(const MaxSimArgs& a, const Plan& p) {
   const auto* qbytes = static_cast<const unsigned char*>(a.q_values);
-  const auto* dbytes = static_cast<const unsigned char*>(a.d_values);
   const int64_t B = a.n_queries, N = a.n_docs, D = a.dim;
   int64_t max_ld = 0;
   for (int64_t n = 0; n < N; ++n) max_ld = std::max(max_ld, a.d_offsets[n + 1] - a.d_offsets[n]);
@@ -260,8 +266,8 @@ void maxsim_all_pairs(const MaxSimArgs& a, const Plan& p) {
         const int64_t i0 = g * per_group, i1 = std::min(nq, i0 + per_group);
         if (i0 >= i1) continue;
         for (int64_t i = i0; i < i1; ++i) qr[i].out = a.out + (b0 + i) * N + n;
-        score_doc(p, dbytes + a.d_offsets[n] * D * p.esize, a.d_offsets[n + 1] - a.d_offsets[n], qr + i0, i1 - i0,
-                  a.reduce_mean, conv[slot].data());
+        score_doc(p, doc_rows(a, p, n), a.d_offsets[n + 1] - a.d_offsets[n], qr + i0, i1 - i0, a.reduce_mean,
+                  conv[slot].data());
       }
     });
     b0 = b1;
@@ -270,7 +276,6 @@ void maxsim_all_pairs(const MaxSimArgs& a, const Plan& p) {
 
 void maxsim_paired(const MaxSimArgs& a, const Plan& p) {
   const auto* qbytes = static_cast<const unsigned char*>(a.q_values);
-  const auto* dbytes = static_cast<const unsigned char*>(a.d_values);
   const int64_t B = a.n_queries, P = a.n_pairs, D = a.dim;
   const int64_t* di = a.doc_index;
   auto doc_of = [di](int64_t n) { return di ? di[n] : n; };
@@ -312,8 +317,8 @@ void maxsim_paired(const MaxSimArgs& a, const Plan& p) {
       }
       q.out = a.out + n;
       const int64_t doc = doc_of(n);
-      score_doc(p, dbytes + a.d_offsets[doc] * D * p.esize, a.d_offsets[doc + 1] - a.d_offsets[doc], &q, 1,
-                a.reduce_mean, conv[slot].data());
+      score_doc(p, doc_rows(a, p, doc), a.d_offsets[doc + 1] - a.d_offsets[doc], &q, 1, a.reduce_mean,
+                conv[slot].data());
     }
   });
 }

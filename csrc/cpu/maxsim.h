@@ -35,6 +35,9 @@ struct MaxSimArgs {
   float* out;                  // [B, N] or [P]
   const int64_t* doc_index;    // paired only: [P] ids in [0, N), or nullptr (pair n is document n)
   int64_t n_pairs;             // P: paired outputs (== N without doc_index); unused in all-pairs
+  // [N] or nullptr. Set: document n's rows start at d_rows[n] (each document its own buffer, e.g. a list of
+  // arrays scored without packing it) and d_offsets only give lengths; d_values is unused.
+  const void* const* d_rows = nullptr;
 };
 
 // Score with the active SIMD level (common/simd.h). Inputs must already be validated (bindings do it).
@@ -43,7 +46,8 @@ void maxsim(const MaxSimArgs& args);
 namespace cpu {
 
 // runmax[l] = max(runmax[l], max over rows r < nrows of <qcol_l, d_r>) for the lanes l < nv * lane_width of one
-// query tile. `q` points at the tile's first lane of a packed query: slot (k, l) lives at q[k * ldq + l].
+// query tile. NaN is sticky in the tile's first lane (always a real query token): a document row holding a NaN or
+// Inf makes runmax[0] NaN for good, so that document's score comes out NaN instead of a silently dropped max. `q` points at the tile's first lane of a packed query: slot (k, l) lives at q[k * ldq + l].
 //  - fp32 packing: slot = q[l][k] as float, k < D.
 //  - bf16-pair packing (tile_max_bf16_pairs): slot = the bf16 pair (q[l][2k], q[l][2k+1]) for k < D/2; for odd D a
 //    final fp32 row q[l][D-1] follows at k = D/2.

@@ -54,10 +54,23 @@ static inline __attribute__((always_inline)) void rows_block(const float* q, int
   } else {
     (void)odd;
   }
+  // Fold the block into the running max. Vector 0 (its first lane is a real query token) keeps NaN for good:
+  // max(acc, rm) returns rm when either is NaN, and rm + acc * 0 is rm exactly for a finite acc but NaN for a NaN
+  // or Inf one, which is what every lane of a document row holding a NaN/Inf produces (0 * Inf = NaN). The other
+  // vectors take the plain max. Cost: one FMA per document row, against ksteps * NV for its dot products.
 #pragma GCC unroll 32
-  for (int r = 0; r < R; ++r)
+  for (int r = 0; r < R; ++r) {
+    rm[0] = V::max(acc[r][0], rm[0]);
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) rm[v] = V::max(rm[v], acc[r][v]);
+    for (int v = 1; v < NV; ++v) rm[v] = V::max(rm[v], acc[r][v]);
+  }
+  // NaN-sticky: fold every row's vector 0 pairwise with y + 0 * x (y exactly when x is finite, else NaN), a tree
+  // of depth log2(R), then into rm[0] the same way
+#pragma GCC unroll 32
+  for (int w = 1; w < R; w *= 2)
+#pragma GCC unroll 32
+    for (int r = 0; r + w < R; r += 2 * w) acc[r][0] = V::fma_f32(acc[r + w][0], V::zero(), acc[r][0]);
+  rm[0] = V::fma_f32(acc[0][0], V::zero(), rm[0]);
 }
 
 template <int NV>

@@ -23,6 +23,7 @@ void tile_max(const float* q, int64_t ldq, int64_t nv, int64_t dim, const void* 
       for (int64_t l = 0; l < lanes; ++l) acc[l] += qk[l] * b;
     }
     for (int64_t l = 0; l < lanes; ++l) runmax[l] = acc[l] > runmax[l] ? acc[l] : runmax[l];
+    runmax[0] += acc[0] * 0.0f;  // NaN-sticky first lane (see TileMaxFn): NaN/Inf in the row -> NaN for good
   }
 }
 

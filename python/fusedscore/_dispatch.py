@@ -2,9 +2,9 @@
 
 Every backend implements the same signature per op (containers in, float32 tensor out):
 
-- ``maxsim(q: MultiVectors, d: MultiVectors, query_index: Tensor | None, reduce: str,
+- ``maxsim(q: MultiVectors, d: MultiVectors | MultiVectorList, query_index: Tensor | None, reduce: str,
   doc_index: Tensor | None = None) -> Tensor`` (``doc_index`` [N] int64, paired only: pair n reads
-  document ``doc_index[n]`` in place)
+  document ``doc_index[n]`` in place; a MultiVectorList is read item by item by native, packed for the others)
 - ``sparse_dot(q: SparseVectors, d: SparseVectors, query_index: Tensor | None) -> Tensor``
 - ``dense_dot(q: Tensor [B, D], d: Tensor [N, D], query_index: Tensor | None) -> Tensor``
 
@@ -29,7 +29,7 @@ import torch
 
 from . import reference
 from ._blocks import topk_over_blocks
-from .containers import MultiVectors, SparseVectors
+from .containers import MultiVectorList, MultiVectors, SparseVectors
 
 
 def _try_import(name: str) -> tuple[Any, BaseException | None]:
@@ -79,13 +79,32 @@ def _out(q_len: int, n: int, query_index: torch.Tensor | None, device: torch.dev
     return torch.empty(shape, dtype=torch.float32, device=device)
 
 
-def _native_maxsim(q: MultiVectors, d: MultiVectors, query_index: torch.Tensor | None, reduce: str,
-                   doc_index: torch.Tensor | None = None) -> torch.Tensor:
+def _native_maxsim(q: MultiVectors, d: MultiVectors | MultiVectorList, query_index: torch.Tensor | None,
+                   reduce: str, doc_index: torch.Tensor | None = None) -> torch.Tensor:
     out = _out(len(q), len(d) if doc_index is None else doc_index.numel(), query_index, q.device)
-    if out.numel():
-        _NATIVE.maxsim(_np(q.values), q.offsets.numpy(), _np(d.values), d.offsets.numpy(), _np_index(query_index),
-                       _NP_CODE[q.dtype], reduce == "mean", out.numpy(), doc_index=_np_index(doc_index))
+    if not out.numel():
+        return out
+    if isinstance(d, MultiVectorList):
+        # each document read where it lies; `d.items` keeps the buffers alive for the call. The items were never
+        # scanned for NaN/Inf: the kernel makes such a document's score NaN (see maxsim.h), found here instead
+        rows = np.fromiter((t.data_ptr() for t in d.items), dtype=np.int64, count=len(d))
+        _NATIVE.maxsim_rows(_np(q.values), q.offsets.numpy(), rows, d.offsets.numpy(), d.dim, _np_index(query_index),
+                            _NP_CODE[q.dtype], reduce == "mean", out.numpy(), doc_index=_np_index(doc_index))
+        nan = torch.isnan(out)
+        if bool(nan.any()):
+            pos = int(torch.nonzero(nan.reshape(out.shape[0], -1).any(0) if query_index is None else nan)[0, 0])
+            bad = pos if doc_index is None else int(doc_index[pos])
+            raise ValueError(f"{d.where}: {d.arg}[{bad}] must be finite (no NaN or Inf), got non-finite values (or "
+                             "dot products that overflow float32)")
+        return out
+    _NATIVE.maxsim(_np(q.values), q.offsets.numpy(), _np(d.values), d.offsets.numpy(), _np_index(query_index),
+                   _NP_CODE[q.dtype], reduce == "mean", out.numpy(), doc_index=_np_index(doc_index))
     return out
+
+
+def _packed(d: MultiVectors | MultiVectorList) -> MultiVectors:
+    """Backends other than native read one packed values tensor."""
+    return d.pack() if isinstance(d, MultiVectorList) else d
 
 
 def _native_sparse_dot(q: SparseVectors, d: SparseVectors, query_index: torch.Tensor | None) -> torch.Tensor:
@@ -112,7 +131,7 @@ def _torch_dense_dot(q: torch.Tensor, d: torch.Tensor, query_index: torch.Tensor
 
 def _triton_maxsim(q: MultiVectors, d: MultiVectors, query_index: torch.Tensor | None, reduce: str,
                    doc_index: torch.Tensor | None = None) -> torch.Tensor:
-    return _triton_module().maxsim(q, d, query_index, reduce, doc_index=doc_index)
+    return _triton_module().maxsim(q, _packed(d), query_index, reduce, doc_index=doc_index)
 
 
 def _triton_sparse_dot(q: SparseVectors, d: SparseVectors, query_index: torch.Tensor | None) -> torch.Tensor:
@@ -139,7 +158,8 @@ def _triton_maxsim_topk(q, d, k, reduce, max_memory):
 
 
 def _ref_maxsim(q, d, query_index, reduce, doc_index=None):
-    return reference.maxsim_ref(q, d, query_index=query_index, reduce=reduce, upcast=False, doc_index=doc_index)
+    return reference.maxsim_ref(q, _packed(d), query_index=query_index, reduce=reduce, upcast=False,
+                                doc_index=doc_index)
 
 
 def _ref_sparse_dot(q, d, query_index):

@@ -36,6 +36,23 @@ def maxsim(
     Paired: out[n] scores query query_index[n] against document n, or document doc_index[n] when given (read in
     place: a rerank needs no gathered copy of its candidates). An empty document scores -inf; an empty query 0."""
 
+def maxsim_rows(
+    q_values: npt.NDArray[np.float32 | np.float16 | np.uint16],  # [Tq, D]
+    q_offsets: npt.NDArray[np.int64],  # [B+1]
+    d_rows: npt.NDArray[np.int64],  # [N] addresses: document n's [L_n, D] C-contiguous rows (0 only if L_n == 0)
+    d_offsets: npt.NDArray[np.int64],  # [N+1]: L_n = d_offsets[n+1] - d_offsets[n]
+    dim: int,  # D of the documents
+    query_index: npt.NDArray[np.int64] | None,
+    dtype: str,
+    reduce_mean: bool,
+    out: npt.NDArray[np.float32],
+    doc_index: npt.NDArray[np.int64] | None = None,
+) -> None:
+    """``maxsim`` with each document in its own buffer (a list scored without packing it). The caller keeps the
+    buffers alive and checked their shape, dtype and contiguity; the addresses themselves cannot be checked here.
+    A document holding NaN/Inf scores NaN (the running max keeps NaN in a real lane), so callers that never
+    scanned their inputs find them in ``out``."""
+
 def sparse_dot(
     q_idx: npt.NDArray[np.int32],  # [nnz_q], each in [0, vocab_size)
     q_val: npt.NDArray[np.float32 | np.float16 | np.uint16],  # [nnz_q]

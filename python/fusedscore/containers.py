@@ -18,7 +18,7 @@ import torch
 
 from . import _check as C
 
-__all__ = ["MultiVectors", "SparseVectors"]
+__all__ = ["MultiVectors", "MultiVectorList", "SparseVectors"]
 
 
 def _lengths_to_offsets(lengths: torch.Tensor) -> torch.Tensor:
@@ -98,25 +98,7 @@ class MultiVectors(_Ragged):
             dtype: cast every item to this dtype (explicit; without it, float64 input is an error).
         """
         where = "MultiVectors.from_list"
-        if isinstance(arrays, (torch.Tensor, np.ndarray)) or not isinstance(arrays, Sequence):
-            raise TypeError(f"{where}: arrays must be a list of [L_i, D] arrays, got {type(arrays).__name__}")
-        items = []
-        for i, a in enumerate(arrays):
-            t = C.as_tensor(a, where, f"arrays[{i}]")
-            if dtype is not None:
-                t = t.to(dtype)
-            C.check_float(t, where, f"arrays[{i}]")
-            if t.dim() != 2:
-                raise ValueError(f"{where}: arrays[{i}] must have shape [L_i, D], got {tuple(t.shape)}")
-            if items and (t.shape[1] != items[0].shape[1]):
-                raise ValueError(f"{where}: arrays[{i}] must have shape [L_i, {items[0].shape[1]}] to match arrays[0], "
-                                 f"got {tuple(t.shape)}")
-            if items and t.dtype != items[0].dtype:
-                raise TypeError(f"{where}: arrays[{i}] must have dtype {C.dtype_name(items[0].dtype)} like arrays[0], "
-                                f"got {C.dtype_name(t.dtype)}")
-            if items and t.device != items[0].device:
-                raise ValueError(f"{where}: arrays[{i}] must be on {items[0].device} like arrays[0], got {t.device}")
-            items.append(t)
+        items = _check_items(arrays, where, "arrays", dtype)
         if not items:
             d = 0 if dim is None else int(dim)
             return cls(torch.empty(0, d, dtype=dtype or torch.float32), torch.zeros(1, dtype=torch.int64))
@@ -266,6 +248,84 @@ class MultiVectors(_Ragged):
         padded = torch.full((n, L, self.dim), pad_value, dtype=self.dtype, device=self.device)
         padded[mask] = self.values
         return padded, mask
+
+
+def _check_items(arrays: Sequence[Any], where: str, arg: str, dtype: torch.dtype | None = None
+                 ) -> list[torch.Tensor]:
+    """A list of ``[L_i, D]`` arrays/tensors -> tensors (numpy shares memory) of one D, dtype and device."""
+    if isinstance(arrays, (torch.Tensor, np.ndarray)) or not isinstance(arrays, Sequence):
+        raise TypeError(f"{where}: {arg} must be a list of [L_i, D] arrays, got {type(arrays).__name__}")
+    items: list[torch.Tensor] = []
+    for i, a in enumerate(arrays):
+        t = C.as_tensor(a, where, f"{arg}[{i}]")
+        if dtype is not None:
+            t = t.to(dtype)
+        C.check_float(t, where, f"{arg}[{i}]")
+        if t.dim() != 2:
+            raise ValueError(f"{where}: {arg}[{i}] must have shape [L_i, D], got {tuple(t.shape)}")
+        if items and (t.shape[1] != items[0].shape[1]):
+            raise ValueError(f"{where}: {arg}[{i}] must have shape [L_i, {items[0].shape[1]}] to match {arg}[0], "
+                             f"got {tuple(t.shape)}")
+        if items and t.dtype != items[0].dtype:
+            raise TypeError(f"{where}: {arg}[{i}] must have dtype {C.dtype_name(items[0].dtype)} like {arg}[0], "
+                            f"got {C.dtype_name(t.dtype)}")
+        if items and t.device != items[0].device:
+            raise ValueError(f"{where}: {arg}[{i}] must be on {items[0].device} like {arg}[0], got {t.device}")
+        items.append(t)
+    return items
+
+
+class MultiVectorList:
+    """Multi-vector items as they came: a list of ``[L_i, D]`` CPU tensors or arrays, left unpacked.
+
+    ``fusedscore.maxsim`` takes a list of documents this way: the native backend reads each item where it
+    lies (no packed copy; NaN/Inf are looked for while the item is scored), every other backend packs it
+    first (``pack``: ``MultiVectors.from_list``, which checks finiteness). Built by ``maybe``, never by users.
+    """
+
+    __slots__ = ("items", "offsets", "where", "arg")
+
+    def __init__(self, items: list[torch.Tensor], where: str, arg: str):
+        self.items = items
+        self.offsets = _lengths_to_offsets(torch.tensor([t.shape[0] for t in items], dtype=torch.int64))
+        self.where, self.arg = where, arg
+
+    @classmethod
+    def maybe(cls, x: Any, where: str, arg: str) -> "MultiVectorList | None":
+        """A non-empty list of CPU items -> MultiVectorList (non-contiguous items are made contiguous, a copy of
+        that item only); anything else -> None (the caller packs it as a MultiVectors)."""
+        if not isinstance(x, (list, tuple)) or not x:
+            return None
+        if not all(isinstance(a, np.ndarray) or (isinstance(a, torch.Tensor) and a.device.type == "cpu") for a in x):
+            return None
+        items = _check_items(x, where, arg)
+        return cls([t if t.is_contiguous() else t.contiguous() for t in items], where, arg)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.items[0].dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.items[0].device
+
+    @property
+    def dim(self) -> int:
+        return int(self.items[0].shape[1])
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.offsets[-1])
+
+    def pack(self) -> MultiVectors:
+        """The items packed into one MultiVectors (a copy; finiteness checked as every container's)."""
+        try:
+            return MultiVectors.from_list(self.items)
+        except ValueError as e:
+            raise ValueError(f"{self.where}: {self.arg}: {e}") from None
 
 
 class SparseVectors(_Ragged):

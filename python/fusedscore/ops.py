@@ -24,7 +24,7 @@ import torch
 
 from . import _check as C
 from . import _dispatch
-from .containers import MultiVectors, SparseVectors
+from .containers import MultiVectorList, MultiVectors, SparseVectors
 
 __all__ = ["maxsim", "sparse_dot", "dense_dot", "topk", "maxsim_topk", "hybrid", "reciprocal_rank_fusion",
            "groups_to_query_index"]
@@ -90,7 +90,8 @@ def maxsim(queries: Any, docs: Any, *, mode: str = "all", groups: Any = None, re
         queries: B queries: a MultiVectors, a list of [Lq_b, D] arrays, or an unpadded [B, Lq, D] tensor.
             Build from a padded batch with ``MultiVectors.from_padded(x, mask=...)``: masked query tokens
             are dropped (and not counted by reduce="mean").
-        docs: N documents, same forms, same D, dtype and device as queries.
+        docs: N documents, same forms, same D, dtype and device as queries. A list of CPU arrays is not
+            packed: the native backend scores each item where it lies (and rejects NaN/Inf as it reads them).
         mode: "all" -> [B, N]; "pairs" -> [N] with ``groups``.
         groups: mode="pairs" only: [B+1] int offsets, pairs groups[b]:groups[b+1] belong to query b (the
             pairs are the documents, or the entries of ``doc_index``). May be omitted when B == N.
@@ -109,7 +110,10 @@ def maxsim(queries: Any, docs: Any, *, mode: str = "all", groups: Any = None, re
     """
     where = "maxsim"
     q = MultiVectors.coerce(queries, where, "queries")
-    d = MultiVectors.coerce(docs, where, "docs")
+    # a list of CPU documents stays unpacked: the native kernel reads each item in place (other backends pack it)
+    d = MultiVectorList.maybe(docs, where, "docs")
+    if d is None:
+        d = MultiVectors.coerce(docs, where, "docs")
     C.check_reduce(reduce, where)
     _check_pair(q, d, where)
     di = _doc_index(doc_index, mode, len(d), d.device, where)
@@ -118,8 +122,9 @@ def maxsim(queries: Any, docs: Any, *, mode: str = "all", groups: Any = None, re
     return impl.fn(q, d, qi, reduce, doc_index=di)
 
 
-def _check_pair(q: MultiVectors | SparseVectors, d: MultiVectors | SparseVectors, where: str) -> None:
-    C.check_same_device(where, queries=q.values, docs=d.values)
+def _check_pair(q: MultiVectors | SparseVectors, d: MultiVectors | MultiVectorList | SparseVectors, where: str) -> None:
+    if q.device != d.device:
+        raise ValueError(f"{where}: inputs must be on the same device, got queries on {q.device}, docs on {d.device}")
     C.check_float(q.values, where, "queries")  # a container cast with .to(dtype=float64) reaches no kernel
     if q.dtype != d.dtype:
         raise TypeError(f"{where}: docs must have the dtype of queries ({C.dtype_name(q.dtype)}), got "
@@ -127,7 +132,7 @@ def _check_pair(q: MultiVectors | SparseVectors, d: MultiVectors | SparseVectors
     if isinstance(q, MultiVectors):
         if q.dim != d.dim and q.num_tokens and d.num_tokens:
             raise ValueError(f"{where}: docs must have shape [T, D] with D={q.dim} to match queries, got "
-                             f"{tuple(d.values.shape)}")
+                             f"{(d.num_tokens, d.dim)}")
     elif q.vocab_size != d.vocab_size:
         raise ValueError(f"{where}: docs must have vocab_size={q.vocab_size} to match queries, got {d.vocab_size}")
 

@@ -146,6 +146,18 @@ def test_uncoalesced_coo_merges_duplicates():
     assert SparseVectors.from_torch(t, merge="sum").to_dicts() == [{3: 5.0}, {1: 2.0}]
 
 
+@pytest.mark.parametrize("fmt", ["coo", "csc", "csr", "lil"])
+def test_scipy_duplicates_follow_merge(fmt):
+    """COO (and CSC) may hold one id twice; tocsr() would sum them whatever merge says (scipy's rule)."""
+    scipy_sparse = pytest.importorskip("scipy.sparse")
+    coo = scipy_sparse.coo_matrix((np.array([2.0, 1.0, 0.5, 3.0], np.float32), (np.array([1, 1, 0, 2]),
+                                   np.array([4, 4, 0, 3]))), shape=(4, 6))
+    mat = coo.asformat(fmt)
+    summed = {4: 3.0} if fmt != "coo" else None  # scipy sums them converting COO to another format
+    assert SparseVectors.from_scipy(mat).to_dicts() == [{0: 0.5}, summed or {4: 2.0}, {3: 3.0}, {}]
+    assert SparseVectors.from_scipy(mat, merge="sum").to_dicts() == [{0: 0.5}, {4: 3.0}, {3: 3.0}, {}]
+
+
 @pytest.mark.parametrize("bad, exc, match", [
     (lambda: SparseVectors.from_dicts([{12: 1.0}], vocab_size=10), ValueError, r"indices must lie in \[0, vocab_size=10\), got 12"),
     (lambda: SparseVectors(torch.tensor([-1]), torch.tensor([1.0]), torch.tensor([0, 1]), 5), ValueError, "got -1"),

@@ -51,9 +51,32 @@ def test_auto_fallback_warns_once(monkeypatch):
     monkeypatch.setattr(_dispatch, "_WARNED_FALLBACK", False)
     monkeypatch.delenv("FUSEDSCORE_BACKEND", raising=False)
     q, d = _inputs()
-    with pytest.warns(RuntimeWarning, match="slow reference backend"):
+    with pytest.warns(RuntimeWarning, match=r"fusedscore: maxsim falls back to the slower 'reference' backend: "
+                                            r"the C\+\+ extension fusedscore._native did not load .*simulated"):
         fs.maxsim(q, d)
     fs.maxsim(q, d)  # second call: no warning (filterwarnings=error would fail the test)
+
+
+def test_cuda_without_triton_warns_and_falls_back(monkeypatch):
+    """resolve only looks at the device type, so a CUDA device object needs no GPU here."""
+    monkeypatch.setattr(_dispatch, "_TRITON_TRIED", True)
+    monkeypatch.setattr(_dispatch, "_TRITON_MOD", None)
+    monkeypatch.setattr(_dispatch, "_TRITON_ERR", ImportError("no triton here"))
+    monkeypatch.setattr(_dispatch, "_WARNED_FALLBACK", False)
+    monkeypatch.delenv("FUSEDSCORE_BACKEND", raising=False)
+    cuda = torch.device("cuda")
+    with pytest.warns(RuntimeWarning, match=r"maxsim falls back to the slower 'reference' backend: "
+                                            r"fusedscore.kernels did not load .*no triton here"):
+        assert _dispatch.resolve("maxsim", cuda).name == "reference"
+    # dense scores on CUDA without the kernels package: torch in fp32 (never a 16-bit rounded product)
+    assert _dispatch.resolve("dense_dot", cuda).name == "torch"
+
+
+@pytest.mark.skipif(_dispatch._triton_module() is None, reason="triton does not import")
+def test_dense_dot_on_cuda_goes_to_the_kernels_package(monkeypatch):
+    monkeypatch.delenv("FUSEDSCORE_BACKEND", raising=False)
+    assert _dispatch.resolve("dense_dot", torch.device("cuda")).name == "triton"
+    assert _dispatch.resolve("dense_dot", torch.device("cpu")).name == "torch"
 
 
 def test_auto_selection_on_cpu_prefers_native_when_loaded(monkeypatch):

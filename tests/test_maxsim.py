@@ -308,8 +308,6 @@ def test_padding_never_wins(backend, dtype):
     dm = MultiVectors.from_padded(d.to(dtype), mask=d_mask)
     got = fs.maxsim(qm, dm, backend=backend)
     assert bool((got < 0).all()), got
-    if backend == "reference" and dtype != torch.float32:
-        return  # the reference backend computes in the input dtype (upcast=False): no fp32-accumulation bound
     q_list = [q[i, q_mask[i]].to(dtype) for i in range(3)]
     d_list = [d[j, d_mask[j]].to(dtype) for j in range(4)]
     _check(MultiVectors.from_list(q_list), MultiVectors.from_list(d_list), got)
@@ -342,11 +340,17 @@ def test_empty_sets_give_empty_results(backend):
     assert fs.maxsim(q, none_d, mode="pairs", groups=[0, 0, 0], backend=backend).shape == (0,)
 
 
-def test_reference_backend_matches_float64():
-    """The reference backend (upcast=False) in fp32; in fp16/bf16 it computes in the input dtype by design."""
-    q = _multivectors([5, 32, 1], 33, torch.float32, seed=21)
-    d = _multivectors([0, 7, 40, 3], 33, torch.float32, seed=22)
-    _check(q, d, fs.maxsim(q, d, backend="reference"))
+@pytest.mark.parametrize("reduce", ["sum", "mean"])
+@pytest.mark.parametrize("mode", ["all", "pairs"])
+@pytest.mark.parametrize("dim", DIMS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_reference_backend_matches_float64(dtype, dim, mode, reduce):
+    """The fallback backend (no C++ build) widens fp16/bf16 to fp32 and accumulates there, like every backend:
+    it meets the same fp32-accumulation tolerance as native on the same shapes."""
+    q, d, groups, ref, mag = _case(dim, dtype, mode, reduce)
+    got = fs.maxsim(q, d, mode=mode, groups=groups, reduce=reduce, backend="reference")
+    assert got.dtype == torch.float32
+    assert_scores_close(got, ref, mag, key_for(dtype))
 
 
 def test_dim_mismatch_is_an_error():
@@ -354,6 +358,25 @@ def test_dim_mismatch_is_an_error():
     d = MultiVectors.from_list([torch.randn(4, 6)])
     with pytest.raises(ValueError, match=r"maxsim: docs must have shape \[T, D\] with D=8 to match queries, got \(4, 6\)"):
         fs.maxsim(q, d)
+
+
+def test_conversion_errors_name_the_argument():
+    """A padded tensor or a list that cannot become a container: the message says which op and argument."""
+    good = torch.randn(2, 3, 4)
+    with pytest.raises(TypeError, match=r"maxsim: queries: MultiVectors.from_padded: padded must have dtype in "
+                                        r"\(float32, float16, bfloat16\), got int32"):
+        fs.maxsim(torch.zeros(2, 3, 4, dtype=torch.int32), good)
+    with pytest.raises(ValueError, match=r"maxsim: docs\[1\] must have shape \[L_i, D\], got \(3,\)"):
+        fs.maxsim(good, [torch.randn(2, 4), torch.randn(3)])
+    with pytest.raises(ValueError, match=r"maxsim: queries: MultiVectors.from_list: arrays\[1\] must have shape "
+                                         r"\[L_i, D\], got \(3,\)"):
+        fs.maxsim([torch.randn(2, 4), torch.randn(3)], good)
+    with pytest.raises(ValueError, match=r"maxsim: queries must be a MultiVectors, a list of \[L_i, D\] arrays or a "
+                                         r"\[N, L, D\] tensor, got an array of shape \(3, 4\)"):
+        fs.maxsim(torch.randn(3, 4), good)
+    with pytest.raises(TypeError, match=r"sparse_dot: docs: SparseVectors.from_dicts: rows\[0\] must be a dict of "
+                                        r"term -> weight, got list"):
+        fs.sparse_dot([{1: 1.0}], [[1, 2]])
 
 
 def test_dtype_mismatch_is_an_error():

@@ -116,17 +116,16 @@ def _native_sparse_dot(q: SparseVectors, d: SparseVectors, query_index: torch.Te
 
 
 def _torch_dense_dot(q: torch.Tensor, d: torch.Tensor, query_index: torch.Tensor | None) -> torch.Tensor:
-    """Dense scores through torch's matmul (BLAS on CPU, cuBLAS on GPU), float32 out.
-
-    On CPU, fp16/bf16 are upcast first (CPU half matmuls are slow and round the output); on GPU the
-    product runs in the input dtype with fp32 accumulation and is returned as float32.
-    """
+    """Dense scores through torch's matmul in fp32 (BLAS on CPU): fp16/bf16 are widened first (CPU half
+    matmuls are slow and round their output), so products and sums are fp32. CUDA tensors take this path only
+    when fusedscore.kernels (whose cuBLAS product runs in the input dtype with an fp32 output) is unavailable."""
     if query_index is not None:
-        qq = q[query_index]
-        return torch.einsum("nd,nd->n", qq.float(), d.float())
-    if q.is_cuda:
-        return (q @ d.T).float()
+        return torch.einsum("nd,nd->n", q[query_index].float(), d.float())
     return q.float() @ d.float().T
+
+
+def _triton_dense_dot(q: torch.Tensor, d: torch.Tensor, query_index: torch.Tensor | None) -> torch.Tensor:
+    return _triton_module().dense_dot(q, d, query_index)
 
 
 def _triton_maxsim(q: MultiVectors, d: MultiVectors, query_index: torch.Tensor | None, reduce: str,
@@ -157,17 +156,25 @@ def _triton_maxsim_topk(q, d, k, reduce, max_memory):
     return _triton_module().maxsim_topk(q, d, k, reduce, max_memory=max_memory)
 
 
+# The reference as a backend: fp16/bf16 inputs are widened to fp32 first (a copy), so the fallback accumulates in
+# fp32 like every other backend; upcast=False then computes in that fp32 (upcast=True would be float64).
+def _fp32(x: Any) -> Any:
+    if x.dtype in (torch.float16, torch.bfloat16):
+        return x.float() if isinstance(x, torch.Tensor) else x.to(dtype=torch.float32)
+    return x
+
+
 def _ref_maxsim(q, d, query_index, reduce, doc_index=None):
-    return reference.maxsim_ref(q, _packed(d), query_index=query_index, reduce=reduce, upcast=False,
+    return reference.maxsim_ref(_fp32(q), _fp32(_packed(d)), query_index=query_index, reduce=reduce, upcast=False,
                                 doc_index=doc_index)
 
 
 def _ref_sparse_dot(q, d, query_index):
-    return reference.sparse_dot_ref(q, d, query_index=query_index, upcast=False)
+    return reference.sparse_dot_ref(_fp32(q), _fp32(d), query_index=query_index, upcast=False)
 
 
 def _ref_dense_dot(q, d, query_index):
-    return reference.dense_dot_ref(q, d, query_index=query_index, upcast=False)
+    return reference.dense_dot_ref(_fp32(q), _fp32(d), query_index=query_index, upcast=False)
 
 
 # ----------------------------------------------------------------------------- the table
@@ -204,7 +211,8 @@ _TABLE: dict[str, tuple[Impl, ...]] = {
                     Impl("reference", _ref_maxsim_topk)),
     "sparse_dot": (Impl("triton", _triton_sparse_dot), Impl("native", _native_sparse_dot),
                    Impl("reference", _ref_sparse_dot)),
-    "dense_dot": (Impl("torch", _torch_dense_dot), Impl("reference", _ref_dense_dot)),
+    "dense_dot": (Impl("triton", _triton_dense_dot), Impl("torch", _torch_dense_dot),
+                  Impl("reference", _ref_dense_dot)),
 }
 
 
@@ -225,10 +233,14 @@ def resolve(op: str, device: torch.device, backend: str | None = None) -> Impl:
     for impl in impls:
         ok, _ = _available(impl.name, device, explicit=False)
         if ok:
-            if impl.name == "reference" and device.type == "cpu" and not _WARNED_FALLBACK:
+            # the first backend that had to be skipped says why, once per process (a CPU build without the
+            # extension, or CUDA without triton); CPU dense_dot is "torch" by design, not a fallback
+            slow = impl.name == "reference" or (device.type == "cuda" and impl.name != "triton")
+            if slow and not _WARNED_FALLBACK:
                 _WARNED_FALLBACK = True
-                warnings.warn(f"fusedscore: using the slow reference backend: {_available('native', device, False)[1]}",
-                              RuntimeWarning, stacklevel=3)
+                fast = "triton" if device.type == "cuda" else "native"
+                warnings.warn(f"fusedscore: {op} falls back to the slower {impl.name!r} backend: "
+                              f"{_available(fast, device, False)[1]}", RuntimeWarning, stacklevel=3)
             return impl
     raise RuntimeError(f"{op}: no backend for device {device}")  # unreachable: reference always registers
 

@@ -11,7 +11,8 @@ packing a list or dropping padding is a copy, by necessity.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -19,6 +20,15 @@ import torch
 from . import _check as C
 
 __all__ = ["MultiVectors", "MultiVectorList", "SparseVectors"]
+
+
+@contextmanager
+def _named(where: str, arg: str) -> Iterator[None]:
+    """Prefix a constructor's TypeError/ValueError with the op and argument it was building (re-raised, same type)."""
+    try:
+        yield
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"{where}: {arg}: {e}") from None
 
 
 def _lengths_to_offsets(lengths: torch.Tensor) -> torch.Tensor:
@@ -161,12 +171,11 @@ class MultiVectors(_Ragged):
             if x.ndim != 3:
                 raise ValueError(f"{where}: {arg} must be a MultiVectors, a list of [L_i, D] arrays or a [N, L, D] "
                                  f"tensor, got an array of shape {tuple(x.shape)}")
-            return cls.from_padded(x)
+            with _named(where, arg):
+                return cls.from_padded(x)
         if isinstance(x, (list, tuple)):
-            try:
+            with _named(where, arg):
                 return cls.from_list(list(x))
-            except (TypeError, ValueError) as e:
-                raise type(e)(f"{where}: {arg}: {e}") from None
         raise TypeError(f"{where}: {arg} must be a MultiVectors, a list of [L_i, D] arrays or a [N, L, D] tensor, "
                         f"got {type(x).__name__}")
 
@@ -418,14 +427,21 @@ class SparseVectors(_Ragged):
 
     @classmethod
     def from_scipy(cls, mat: Any, *, merge: str = "max") -> "SparseVectors":
-        """From a scipy.sparse matrix/array ``[N, V]`` (any format; converted to CSR)."""
-        csr = mat.tocsr()
-        vals = np.asarray(csr.data)
+        """From a scipy.sparse matrix/array ``[N, V]`` (any format). Duplicate entries (COO, CSC) merge by ``merge``."""
+        if mat.format == "csr":
+            indptr, ids, vals = mat.indptr, mat.indices, np.asarray(mat.data)
+        else:
+            # tocsr() would sum duplicate entries whatever `merge` says: keep them, as from_torch does for COO
+            coo = mat.tocoo()
+            order = np.argsort(coo.row, kind="stable")
+            indptr = np.zeros(coo.shape[0] + 1, dtype=np.int64)
+            np.cumsum(np.bincount(coo.row, minlength=coo.shape[0]), out=indptr[1:])
+            ids, vals = coo.col[order], np.asarray(coo.data)[order]
         if vals.dtype not in (np.float32, np.float16):
             raise TypeError(f"SparseVectors.from_scipy: mat must have dtype float32 or float16, got {vals.dtype}; "
                             "convert with mat.astype(np.float32)")
-        return cls(torch.from_numpy(np.asarray(csr.indices, dtype=np.int32)), torch.from_numpy(vals),
-                   torch.from_numpy(np.asarray(csr.indptr, dtype=np.int64)), int(csr.shape[1]), merge=merge)
+        return cls(torch.from_numpy(np.asarray(ids, dtype=np.int32)), torch.from_numpy(np.ascontiguousarray(vals)),
+                   torch.from_numpy(np.asarray(indptr, dtype=np.int64)), int(mat.shape[1]), merge=merge)
 
     @classmethod
     def from_torch(cls, t: torch.Tensor, *, merge: str = "max") -> "SparseVectors":
@@ -450,12 +466,13 @@ class SparseVectors(_Ragged):
     def coerce(cls, x: Any, where: str, arg: str) -> "SparseVectors":
         if isinstance(x, cls):
             return x
-        if isinstance(x, torch.Tensor):
-            return cls.from_torch(x)
-        if isinstance(x, (list, tuple)):
-            return cls.from_dicts(list(x))
-        if hasattr(x, "tocsr"):
-            return cls.from_scipy(x)
+        with _named(where, arg):
+            if isinstance(x, torch.Tensor):
+                return cls.from_torch(x)
+            if isinstance(x, (list, tuple)):
+                return cls.from_dicts(list(x))
+            if hasattr(x, "tocsr"):
+                return cls.from_scipy(x)
         raise TypeError(f"{where}: {arg} must be a SparseVectors, a list of dicts, a scipy.sparse matrix or a torch "
                         f"sparse tensor, got {type(x).__name__}")
 

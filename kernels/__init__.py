@@ -56,8 +56,8 @@ def warmup(dtypes: tuple[torch.dtype, ...] = (torch.float16, torch.bfloat16), di
     """Compile the common kernel buckets ahead of time, so the first real call pays no compile.
 
     Each (dtype, D, query-length bucket) is launched once on tiny inputs in every mode: paired (documents
-    in order, and by ``doc_index`` as the corpus rerank does) and all-pairs (groups of 4+ queries), sum and
-    mean; sparse in paired and all-pairs per value dtype.
+    in order, and by ``doc_index`` as the corpus rerank does) and all-pairs (1, 2 and 4+ queries: each its own
+    query-group size), sum and mean; sparse in paired and all-pairs per value dtype.
     Compiled binaries go to Triton's on-disk cache, so later processes start warm too.
 
     Returns:
@@ -77,15 +77,18 @@ def compile_buckets(device: str | torch.device, dtypes: tuple[torch.dtype, ...],
     for dt in dtypes:
         for dim in dims:
             for lq in query_lengths:
-                q = _Ragged(torch.zeros(4 * lq, dim, dtype=dt, device=device), [lq] * 4)
+                # all-pairs groups min(128 // LQ, next_pow2(B)) queries per program (a constexpr): 1 and 2
+                # queries (a single-query rerank of a corpus) compile their own binaries, 4+ share one
+                qs = {nq: _Ragged(torch.zeros(nq * lq, dim, dtype=dt, device=device), [lq] * nq) for nq in (1, 2, 4)}
                 d = _Ragged(torch.zeros(3, dim, dtype=dt, device=device), [1, 2, 0])
                 qi = torch.tensor([0, 1, 3], dtype=torch.int64, device=device)
                 di = torch.tensor([2, 0, 0], dtype=torch.int64, device=device)
                 for reduce in ("sum", "mean"):
-                    maxsim(q, d, None, reduce)
-                    maxsim(q, d, qi, reduce)
-                    maxsim(q, d, qi, reduce, di)
-                    launches += 3
+                    for q in qs.values():
+                        maxsim(q, d, None, reduce)
+                    maxsim(qs[4], d, qi, reduce)
+                    maxsim(qs[4], d, qi, reduce, di)
+                    launches += len(qs) + 2
     for dt in sparse_dtypes:
         ids = torch.arange(4, dtype=torch.int32, device=device)
         q = _Sparse(ids, torch.ones(4, dtype=dt, device=device), [2, 2])

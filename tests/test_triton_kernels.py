@@ -23,6 +23,7 @@ pytest.importorskip("triton")
 import fusedscore as fs  # noqa: E402
 from fusedscore import MultiVectors, SparseVectors, reference  # noqa: E402
 from fusedscore import kernels as K  # noqa: E402
+from fusedscore.kernels import _buckets  # noqa: E402
 
 from _tol import assert_scores_close, key_for  # noqa: E402
 from conftest import DEVICES, DTYPES  # noqa: E402
@@ -117,6 +118,21 @@ def test_maxsim_doc_index_through_the_public_op(device):
                         key_for(torch.float32))
     no_tokens = _mv([0, 0], 16, torch.float32, device, gen)  # no token on the document side: no launch
     assert K.maxsim(q, no_tokens, qi[:3], "sum", torch.tensor([1, 0, 1], device=device)).tolist() == [float("-inf")] * 3
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dim", [16, 128])  # 128: the production ColBERT dim, one K chunk in 16-bit
+def test_maxsim_several_query_groups(device, dtype, dim):
+    """9 queries of <= 16 tokens: QG = 8 queries share a program, so two groups, the last one with a single
+    query (rows past B must neither read nor write)."""
+    _need(device)
+    gen = torch.Generator().manual_seed(41 + dim)
+    ql = [3, 0, 1, 5, 16, 9, 2, 7, 11]
+    assert _buckets.maxsim_config(16, dim, dtype, len(ql), False).QG == 8
+    q, d = _mv(ql, dim, dtype, device, gen), _mv([4, 0, 1, 70, 9], dim, dtype, device, gen)
+    for reduce in ("sum", "mean"):
+        _check_maxsim(K.maxsim(q, d, None, reduce), q, d, dtype, reduce=reduce)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -301,6 +317,17 @@ def test_sparse_dot_all_pairs_and_paired(device, dtype):
     _check_sparse(K.sparse_dot(q, d, qi), q, d, dtype, qi)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_sparse_dot_several_query_groups(device):
+    """37 queries: QB = 32 share a program, so a full group and a partial one of 5."""
+    _need(device)
+    gen = torch.Generator().manual_seed(43)
+    assert _buckets.sparse_config(37, 12, False).QB == 32
+    q = _sv(_rand_ids(37, 50, 6, gen), gen, torch.float32, device, 50)
+    d = _sv(_rand_ids(6, 50, 12, gen), gen, torch.float32, device, 50)
+    _check_sparse(K.sparse_dot(q, d, None), q, d, torch.float32)
+
+
 def test_hash_tables_hold_every_term_within_max_probes():
     gen = torch.Generator().manual_seed(23)
     colliding = [t for t in range(5000) if int(_home([t], 16)) == 9][:7]
@@ -373,7 +400,8 @@ def test_warmup_is_a_no_op_without_cuda(monkeypatch):
 @pytest.mark.parametrize("device", DEVICES)
 def test_warmup_launches_run(device):
     _need(device)
-    assert K.compile_buckets(device, (torch.float16,), (16,), (4,), (torch.float32,)) == 6 + 2
+    # per reduce: all-pairs with 1, 2 and 4 queries, paired, paired by doc_index; then sparse all-pairs and paired
+    assert K.compile_buckets(device, (torch.float16,), (16,), (4,), (torch.float32,)) == 2 * 5 + 2
 
 
 # ----------------------------------------------------------------------------- GPU lowering without a GPU
@@ -396,33 +424,46 @@ _AOT = textwrap.dedent("""
 
     i32 = dict.fromkeys(["B", "n0", "D", "stride_q", "stride_d", "q_lpad", "d_lpad", "out_stride", "num_groups",
                          "TS", "shift", "max_probes"], "i32")
-    ptrs = dict(q_ptr="*fp16", q_off_ptr="*i64", q_len_ptr="*i64", q_mask_ptr="*i64", d_ptr="*fp16",
-                d_off_ptr="*i64", d_len_ptr="*i64", d_mask_ptr="*i64", qidx_ptr="*i64", didx_ptr="*i64",
-                out_ptr="*fp32",
-                d_idx_ptr="*i32", d_val_ptr="*fp32", keys_ptr="*i32", vals_ptr="*fp32")
-    types = dict(i32, **ptrs)
-    div16 = list(ptrs) + ["D", "stride_q", "stride_d"]  # what the JIT specialises for D = 128
-    # the rerank hot path (candidates read from the corpus by doc_index) and the all-pairs / top-k path
-    for paired in (True, False):  # ColBERT shapes
-        c = bk.maxsim_config(32, 128, torch.float16, 1000, paired)
-        consts = dict(PAIRED=paired, HAS_DIDX=paired, MEAN=False, PADDED_Q=False, PADDED_D=False, HAS_QMASK=False,
-                      HAS_DMASK=False, QG=c.QG, LQ=c.LQ, BLOCK_D=c.BLOCK_D, BLOCK_K=c.BLOCK_K, ONE_K=c.ONE_K,
-                      UPCAST=False, INPUT_PRECISION="tf32")
+    idx = dict(q_off_ptr="*i64", q_len_ptr="*i64", qidx_ptr="*i64", didx_ptr="*i64", out_ptr="*fp32",
+               d_off_ptr="*i64", d_len_ptr="*i64", d_idx_ptr="*i32", d_val_ptr="*fp32", keys_ptr="*i32",
+               vals_ptr="*fp32")
+    # name: (value type, D, paired, doc_index, padded with masks). The rerank hot path (fp16/bf16, candidates read
+    # from the corpus by doc_index), all-pairs / top-k, fp32 on exact "ieee" dots, the K loop (D above one chunk),
+    # and the padded entry point with uint8 masks on both sides.
+    variants = dict(fp16_pairs=("fp16", 128, True, True, False), fp16_all=("fp16", 128, False, False, False),
+                    bf16_pairs=("bf16", 128, True, True, False), bf16_all=("bf16", 128, False, False, False),
+                    fp32_all=("fp32", 128, False, False, False), fp16_kloop=("fp16", 129, False, False, False),
+                    fp16_padded_masks=("fp16", 96, True, False, True))
+    for name, (vt, dim, paired, didx, padded) in variants.items():
+        dt = dict(fp16=torch.float16, bf16=torch.bfloat16, fp32=torch.float32)[vt]
+        mask = "*u8" if padded else "*i64"
+        types = dict(i32, **idx, q_ptr="*" + vt, d_ptr="*" + vt, q_mask_ptr=mask, d_mask_ptr=mask)
+        c = bk.maxsim_config(32, dim, dt, 1000, paired)
+        consts = dict(PAIRED=paired, HAS_DIDX=didx, MEAN=padded, PADDED_Q=padded, PADDED_D=padded,
+                      HAS_QMASK=padded, HAS_DMASK=padded, QG=c.QG, LQ=c.LQ, BLOCK_D=c.BLOCK_D, BLOCK_K=c.BLOCK_K,
+                      ONE_K=c.ONE_K, UPCAST=False, INPUT_PRECISION="ieee" if vt == "fp32" else "tf32")
+        ptrs = [n for n in types if n.endswith("_ptr")]
+        div16 = ptrs + (["D", "stride_q", "stride_d"] if dim % 16 == 0 else [])  # what the JIT specialises
         ptx = build(ms._maxsim_kernel, types, consts, dict(num_warps=c.num_warps, num_stages=c.num_stages),
                     [n for n in div16 if n in ms._maxsim_kernel.arg_names])
-        print("maxsim", paired, "mma" in ptx)
-    c = bk.sparse_config(1000, 200, False)
-    ptx = build(sp._sparse_dot_kernel, types, dict(PAIRED=False, QB=c.QB, BLOCK_T=c.BLOCK_T),
-                dict(num_warps=c.num_warps), [n for n in ptrs if n in sp._sparse_dot_kernel.arg_names])
-    print("sparse", ".entry" in ptx)
+        # 16-bit inputs must reach the tensor cores (mma / wgmma); fp32 "ieee" must not (exact FMAs)
+        print(name, ("mma" in ptx) == (vt != "fp32"))
+    for vt in ("fp32", "fp16"):
+        c = bk.sparse_config(1000, 200, False)
+        types = dict(i32, **idx, q_ptr="*" + vt, d_ptr="*" + vt)
+        types.update(d_val_ptr="*" + vt, vals_ptr="*" + vt)
+        ptx = build(sp._sparse_dot_kernel, types, dict(PAIRED=False, QB=c.QB, BLOCK_T=c.BLOCK_T),
+                    dict(num_warps=c.num_warps), [n for n in types if n.endswith("_ptr")
+                                                  and n in sp._sparse_dot_kernel.arg_names])
+        print("sparse_" + vt, ".entry" in ptx)
 """)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="with a GPU the kernels compile and run in the tests above")
-@pytest.mark.parametrize("arch", [90])
+@pytest.mark.parametrize("arch", [80, 90])  # A100, H100/H200
 def test_kernels_lower_to_ptx_without_a_gpu(arch):
-    """The interpreter never runs Triton's GPU compiler; this does (TTIR -> TTGIR -> PTX -> cubin for sm_90),
-    so a kernel that type-checks under the interpreter but cannot be lowered for the GPU fails CI."""
+    """The interpreter never runs Triton's GPU compiler; this does (TTIR -> TTGIR -> PTX -> cubin for sm_80 and
+    sm_90), so a kernel that type-checks under the interpreter but cannot be lowered for the GPU fails CI."""
     import triton.backends
 
     if "nvidia" not in triton.backends.backends:
@@ -430,4 +471,6 @@ def test_kernels_lower_to_ptx_without_a_gpu(arch):
     env = dict(os.environ, TRITON_INTERPRET="0")
     res = subprocess.run([sys.executable, "-c", _AOT, str(arch)], env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert res.stdout.split() == ["maxsim", "True", "True", "maxsim", "False", "True", "sparse", "True"], res.stdout
+    lines = dict(line.split() for line in res.stdout.strip().splitlines())
+    assert lines == dict.fromkeys(["fp16_pairs", "fp16_all", "bf16_pairs", "bf16_all", "fp32_all", "fp16_kloop",
+                                   "fp16_padded_masks", "sparse_fp32", "sparse_fp16"], "True"), res.stdout

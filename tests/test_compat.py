@@ -101,6 +101,16 @@ def test_compute_score_matches_flagembedding_formulas(weights):
     assert m.max_lengths == [512, 512]
 
 
+def test_compute_score_chunks_pairs_within_max_memory():
+    """A budget too small for every passage at once: pairs are scored a few at a time (grouped by query), and
+    the scores are the same as in one chunk, in input order."""
+    whole = compat.compute_score(BGEM3(), PAIRS)
+    m = BGEM3()
+    chunked = compat.compute_score(m, PAIRS, batch_size=2, max_memory=1)
+    assert chunked == whole
+    assert len(m.max_lengths) == 2 * 3  # three chunks of <= 2 pairs (one query each), two encode calls per chunk
+
+
 def test_compute_score_single_pair_empty_and_bad_weights():
     m = BGEM3()
     one = compat.compute_score(m, ("fox", "the fox"), max_query_length=8, max_passage_length=64)

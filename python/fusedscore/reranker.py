@@ -303,6 +303,9 @@ class Reranker:
         reduce: MaxSim reduction override, "sum" or "mean" (default: "mean" for BGE-M3, else "sum").
         max_memory: bytes the embeddings of one chunk of pairs may take (default ``default_max_memory``).
         device: where scoring runs (embeddings are moved there); default: where the encoder puts them.
+    Attributes:
+        last_truncated: how many texts (pairs, for a cross-encoder) the encoders truncated during the last
+            ``score`` / ``rerank_batch``, summed over models and calls (encoders only report per call).
     Raises:
         ValueError: a bad mode, weights, normalize, fusion, or a cross-encoder with num_labels != 1.
         TypeError: an object that is not an encoder.
@@ -329,6 +332,17 @@ class Reranker:
         self.signals = self._build_signals(model_or_scorers, mode, reduce, where)
         self.weights = self._parse_weights(weights, where)
         self._bytes_per_char = float(_FIRST_GUESS_BYTES_PER_CHAR)
+        self.last_truncated = 0
+
+    def _scoring_device(self) -> torch.device | None:
+        """Where scores are computed: ``device=``, else the first model's device (its budget is the default)."""
+        if self.device is not None:
+            return self.device
+        for s in self.signals:
+            dev = getattr(s.model, "device", None)
+            if dev is not None:
+                return torch.device(dev)
+        return None
 
     @classmethod
     def from_embeddings(cls, mode: Any = "colbert", **kwargs: Any) -> "Reranker":
@@ -435,7 +449,8 @@ class Reranker:
             groups.append(groups[-1] + len(c))
         docs = [d for c in cands for d in c]
         per_signal: dict[str, list[torch.Tensor]] = {s.key: [] for s in self.signals}
-        budget = self.max_memory or default_max_memory(self.device)
+        budget = self.max_memory or default_max_memory(self._scoring_device())
+        self.last_truncated = 0
         start = 0
         while start < len(queries):
             end, acc = start, 0.0
@@ -533,6 +548,7 @@ class Reranker:
             if kind == "cross":
                 pairs = [[queries[int(i)], d] for i, d in zip(qidx, docs)]
                 s = np.asarray(model.predict(pairs, batch_size=batch_size), dtype=np.float32)
+                self.last_truncated += int(getattr(model, "last_truncated", 0))
                 if s.ndim != 1 or s.shape[0] != len(pairs):
                     raise ValueError(f"Reranker: a cross-encoder must return one score per pair, shape "
                                      f"[{len(pairs)}], got {s.shape}; num_labels must be 1")
@@ -541,7 +557,9 @@ class Reranker:
                 continue
             names = [s.name for s in sigs]
             qrep = _encode(model, kind, queries, True, batch_size, names)
+            self.last_truncated += int(getattr(model, "last_truncated", 0))
             drep = _encode(model, kind, udocs, False, batch_size, names)
+            self.last_truncated += int(getattr(model, "last_truncated", 0))
             for s in sigs:
                 q, d = qrep[s.name], drep[s.name]
                 if len(udocs) != len(docs):

@@ -27,7 +27,8 @@ def dtype_name(dtype: Any) -> str:
 
 
 def as_tensor(x: Any, where: str, arg: str) -> torch.Tensor:
-    """A torch tensor view of ``x`` (numpy arrays share memory; nothing is copied)."""
+    """A torch tensor view of ``x``: numpy arrays share memory, except a non-C-contiguous array, which is made
+    contiguous first (the one copy done here; the kernels read flat rows)."""
     if isinstance(x, torch.Tensor):
         return x
     if isinstance(x, np.ndarray):

@@ -81,8 +81,11 @@ def maxsim_ref(q: MultiVectors, d: MultiVectors, *, query_index: torch.Tensor | 
     out = torch.empty(out_shape, dtype=torch.float32, device=q.device)
     if n == 0 or len(q) == 0:
         return out
-    per_doc = max(1, qp.shape[1] * d.max_length * qp.element_size() * (1 if paired else len(q)) * 2)
-    step = max(1, _BUDGET_BYTES // per_doc)
+    # the [Q, N, Lq, Ld] similarity block of one chunk stays within the budget: chunks of documents, and in
+    # all-pairs mode chunks of queries too (one query x one document at the least)
+    pair_bytes = max(1, qp.shape[1] * d.max_length * qp.element_size() * 2)
+    q_step = 1 if paired else max(1, min(len(q), _BUDGET_BYTES // pair_bytes))
+    step = max(1, _BUDGET_BYTES // (pair_bytes * q_step))
     for s in range(0, n, step):
         idx = torch.arange(s, min(n, s + step), device=d.device) if doc_index is None else doc_index[s: s + step]
         dp, dm = d.select(idx).to(dtype=dt).to_padded()
@@ -90,7 +93,9 @@ def maxsim_ref(q: MultiVectors, d: MultiVectors, *, query_index: torch.Tensor | 
             qi = query_index[s: s + step]
             out[s: s + step] = _maxsim_block(qp[qi], qm[qi], dp, dm, True, reduce).float()
         else:
-            out[:, s: s + step] = _maxsim_block(qp, qm, dp, dm, False, reduce).float()
+            for b in range(0, len(q), q_step):
+                out[b: b + q_step, s: s + step] = _maxsim_block(qp[b: b + q_step], qm[b: b + q_step], dp, dm, False,
+                                                                reduce).float()
     return out
 
 

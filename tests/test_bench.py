@@ -14,7 +14,7 @@ import torch
 
 from fusedscore.bench import cli as bench_cli
 from fusedscore.bench import runner
-from fusedscore.bench.cases import Case, make_inputs
+from fusedscore.bench.cases import Case, RecallCase, make_inputs
 from fusedscore.bench.impls import Impl, Prepared, all_impls
 from fusedscore.bench.machine import roofline_s, work
 from fusedscore.bench.report import render_markdown, render_text
@@ -31,6 +31,14 @@ TINY = [  # test-only workloads: every op and mode, a few milliseconds each
     Case("t/sparse", "sparse_dot", "all", 3, 8, "fp32", vocab=40, q_nnz=4, d_nnz=6, repeats=3, seed=5),
 ]
 FAST = {"fusedscore", "torch-reference", "torch-packed-gemm"}
+# a MUVERA recall case of a few milliseconds: two settings, two candidate counts below N = 40
+TINY_RECALL = RecallCase("muvera/recall-t", 40, 6, ({"k_sim": 2, "dim_proj": 4, "r_reps": 1},
+                                                   {"k_sim": 2, "dim_proj": 4, "r_reps": 4, "fill_empty": False}),
+                         (5, 20), k=5, dim=8, n_clusters=6)
+TINY_SWEEP = [Case(f"t/sweep-len-{L}", "maxsim", "all", 1, 4, "fp32", lq=3, ld=(L, L), dim=8, repeats=3,
+                   sweep={"axis": "doc_len", "value": L}) for L in (2, 4)]
+TINY_SWEEP += [Case(f"t/sweep-batch-{b}", "maxsim", "pairs", b, 3, "fp32", lq=3, ld=(2, 5), dim=8, repeats=3,
+                    sweep={"axis": "batch", "value": b}) for b in (1, 2)]
 
 
 def _fast_impls() -> list[Impl]:
@@ -48,7 +56,7 @@ def _rows(doc, case):
 
 def test_document_fields(doc):
     for key in ("schema", "date", "git", "device", "env", "versions", "threads", "options", "machine", "cases",
-                "results", "errors", "notes"):
+                "results", "muvera_recall", "errors", "notes"):
         assert key in doc, key
     assert doc["env"]["native"] in (True, False)
     assert doc["threads"]["torch_threads"] == torch.get_num_threads()
@@ -260,20 +268,72 @@ def test_record_path_names_date_device_sha(doc, tmp_path):
     assert (doc["git"]["sha"] or "nogit") in p.name
 
 
-def test_cli_bench_writes_json(tmp_path, monkeypatch, capsys):
+def _tiny_cli(monkeypatch) -> None:
     from fusedscore.bench import cases as C
 
     monkeypatch.setattr(C, "default_cases", lambda device="cpu", quick=False: TINY[:2])
+    monkeypatch.setattr(C, "recall_cases", lambda device="cpu", quick=False: [TINY_RECALL])
+    monkeypatch.setattr(C, "sweep_cases", lambda device="cpu", quick=False: TINY_SWEEP)
     monkeypatch.setattr(runner, "measure_rates", lambda device, quick=False: RATES)
+
+
+def test_cli_bench_writes_json(tmp_path, monkeypatch, capsys):
+    _tiny_cli(monkeypatch)
     out = tmp_path / "r.json"
     from fusedscore.cli import main
 
     assert main(["bench", "--quick", "--quiet", "--budget", "0.01", "--impls", "torch-reference", "--out", str(out)]) == 0
+    assert capsys.readouterr() == ("", "")  # --quiet: no bar, no table, no "wrote" line
     d = json.loads(out.read_text())
     assert {r["impl"] for r in d["results"]} == {"fusedscore", "torch-reference"}
-    assert d["options"]["quick"] is True
+    assert d["options"]["quick"] is True and d["options"]["sweep"] is False
+    assert [e["name"] for e in d["muvera_recall"]] == [TINY_RECALL.name]  # the recall check is in the default run
+    assert main(["report", str(out)]) == 0
+    md = capsys.readouterr().out
+    assert f"### {TINY_RECALL.name}" in md and "| random candidates |" in md
     assert main(["bench", "--impls", "no-such-impl"]) == 2
     assert "must name known implementations" in capsys.readouterr().err
+    # --cases picks the recall check alone (no kernel case left): it still makes a full document
+    assert main(["bench", "--quiet", "--cases", "muvera", "--out", str(out)]) == 0
+    d = json.loads(out.read_text())
+    assert d["cases"] == [] and len(d["muvera_recall"]) == 1 and d["machine"] == RATES
+
+
+def test_recall_case_rows_and_report():
+    d = runner.run([TINY_RECALL], rates=RATES, progress=False)
+    assert d["errors"] == [] and d["cases"] == [] and d["results"] == []
+    (e,) = d["muvera_recall"]
+    assert e["data"]["n_docs"] == 40 and e["data"]["tokens"]["docs"] > 40
+    assert e["random"] == {"recall@5/c5": 0.125, "recall@5/c20": 0.5}  # c / N
+    assert [(r["r_reps"], r["fill_empty"], r["output_dim"]) for r in e["rows"]] == [(1, True, 16), (4, False, 64)]
+    for r in e["rows"]:
+        assert 0.0 <= r["recall@5/c5"] <= r["recall@5/c20"] <= 1.0  # the top-20 holds the top-5: no slack
+    json.dumps(d, allow_nan=False)
+    md = render_markdown(d)
+    assert f"### {TINY_RECALL.name}" in md
+    assert "| setting | k_sim | dim_proj | r_reps | fill_empty | output_dim | recall@5/c5 | recall@5/c20 |" in md
+    assert "| k_sim=2, dim_proj=4, r_reps=1 |" in md and "| k_sim=2, dim_proj=4, r_reps=4, fill_empty=False |" in md
+    assert "| random candidates | - | - | - | - | - | 0.125 | 0.5 | - |" in md
+    assert "random candidates" in render_text(d)
+
+
+def test_failing_recall_case_is_reported():
+    bad = RecallCase("muvera/recall-bad", 10, 2, ({"k_sim": 13},), (5,), k=3, dim=4, n_clusters=3)
+    d = runner.run([bad], rates=RATES, progress=False)
+    (e,) = d["muvera_recall"]
+    assert e["rows"] == [] and "k_sim must be in [0, 12]" in e["error"]
+    assert d["errors"] == [f"muvera/recall-bad: fusedscore failed: {e['error']}"]
+    assert "ERROR: ValueError: FDE: k_sim must be in" in render_text(d)
+
+
+def test_hf_bars_off_only_when_quiet():
+    hf_logging = pytest.importorskip("transformers.utils.logging")
+    assert hf_logging.is_progress_bar_enabled()
+    with bench_cli._hf_bars_off(False):
+        assert hf_logging.is_progress_bar_enabled()
+    with bench_cli._hf_bars_off(True):
+        assert not hf_logging.is_progress_bar_enabled()
+    assert hf_logging.is_progress_bar_enabled()  # restored
 
 
 def test_missing_extra_benchmark_says_so():
@@ -286,13 +346,27 @@ def test_plots_written(doc, tmp_path):
     pytest.importorskip("matplotlib")
     from fusedscore.bench.plots import plot
 
-    sweep = [Case(f"t/sweep-{L}", "maxsim", "all", 1, 4, "fp32", lq=3, ld=(L, L), dim=8, repeats=3,
-                  sweep={"axis": "doc_len", "value": L}) for L in (2, 4)]
-    d = runner.run(sweep, impls=_fast_impls(), rates=RATES, budget_s=0.01, progress=False)
+    d = runner.run(TINY_SWEEP, impls=_fast_impls(), rates=RATES, budget_s=0.01, progress=False)
     paths = plot(d, tmp_path)
-    assert tmp_path / "throughput_vs_doc_len.png" in paths
+    assert {tmp_path / "throughput_vs_doc_len.png", tmp_path / "throughput_vs_batch.png"} <= set(paths)
     assert all(p.stat().st_size > 1000 and p.suffix == ".png" for p in paths)
     assert math.isfinite(d["results"][0]["median_ms"])
+
+
+def test_cli_plot_runs_the_sweep(tmp_path, monkeypatch, capsys):
+    """--plot without --sweep still draws throughput vs doc length and vs batch size (it implies the sweep)."""
+    pytest.importorskip("matplotlib")
+    _tiny_cli(monkeypatch)
+    from fusedscore.cli import main
+
+    out = tmp_path / "r.json"
+    assert main(["bench", "--quick", "--quiet", "--budget", "0.01", "--impls", "torch-reference", "--out", str(out),
+                 "--plot", str(tmp_path / "figs")]) == 0
+    assert capsys.readouterr() == ("", "")
+    for name in ("throughput_vs_doc_len.png", "throughput_vs_batch.png", "case_t_maxsim-all.png"):
+        assert (tmp_path / "figs" / name).stat().st_size > 1000, name
+    d = json.loads(out.read_text())
+    assert d["options"]["sweep"] is True and {c["name"] for c in d["cases"]} >= {c.name for c in TINY_SWEEP}
 
 
 @pytest.mark.peers

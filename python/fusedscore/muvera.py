@@ -19,6 +19,10 @@ The FDE is the concatenation over repetitions: ``[r_reps, B, dim_proj]`` flatten
 ``r_reps * 2**k_sim * dim_proj``. Encodings are float32 whatever the input dtype (the projections run
 in float32). The optional final projection of the paper is not implemented.
 
+Inputs are MultiVectors, lists of [L_i, D] arrays, or padded [N, L, D] tensors with ``mask=`` or
+``lengths=`` (``MultiVectors.from_padded``); a [N, L, D] tensor without either has no padding: every
+row, zeros included, is encoded as a token.
+
 Defaults (``k_sim=4, dim_proj=16, r_reps=20``: 5,120 dimensions) and the recall they reach:
 ``recall_table`` on the clustered synthetic set of ``clustered_data`` (200 documents of 20-60 tokens,
 D=32, 30 clusters, 50 queries of 8-16 noisy document tokens): Recall@10 of the FDE top-100 candidates
@@ -35,6 +39,7 @@ import math
 import time
 from typing import Any, Iterable, Sequence
 
+import numpy as np
 import torch
 
 from . import _check as C
@@ -134,26 +139,42 @@ class FDE:
         return (bits.to(torch.int64) * weights).sum(-1)
 
     # ------------------------------------------------------------------ encoding
-    def encode_queries(self, mv: Any) -> torch.Tensor:
+    def encode_queries(self, mv: Any, *, mask: Any = None, lengths: Any = None,
+                       show_progress: bool = False) -> torch.Tensor:
         """Query FDEs: per repetition and partition, the sum of the projected tokens.
 
         Args:
-            mv: N queries: a MultiVectors (or a list of [L_i, D] arrays), fp32|fp16|bf16, any device.
+            mv: N queries: a MultiVectors, a list of [L_i, D] arrays, or a [N, L, D] tensor, fp32|fp16|bf16,
+                any device. A [N, L, D] tensor without ``mask``/``lengths`` has no padding: every row is a token.
+            mask: [N, L] bool (or 0/1), True = real token; only with a [N, L, D] ``mv``.
+            lengths: [N] integer, the first lengths[i] rows of query i are real; only with a [N, L, D] ``mv``.
+            show_progress: a tqdm bar over the queries (off by default in library calls).
         Returns:
             [N, output_dim] float32 on the input's device. An empty query encodes to zeros.
+        Raises:
+            ValueError: D differs from the FDE's, bad mask/lengths shape.  TypeError: bad type or dtype.
         """
-        return self._encode(MultiVectors.coerce(mv, "FDE.encode_queries", "mv"), False, "FDE.encode_queries")
+        where = "FDE.encode_queries"
+        return self._encode(coerce_padded(mv, mask, lengths, where, "mv"), False, where, show_progress)
 
-    def encode_documents(self, mv: Any) -> torch.Tensor:
+    def encode_documents(self, mv: Any, *, mask: Any = None, lengths: Any = None,
+                         show_progress: bool = False) -> torch.Tensor:
         """Document FDEs: per repetition and partition, the mean of the projected tokens; empty partitions
         filled from the Hamming-nearest token when ``fill_empty``.
 
         Args:
-            mv: N documents: a MultiVectors (or a list of [L_i, D] arrays), fp32|fp16|bf16, any device.
+            mv: N documents, in the forms ``encode_queries`` takes (a [N, L, D] tensor without ``mask``/``lengths``
+                has no padding: every row is a token).
+            mask: [N, L] bool (or 0/1), True = real token; only with a [N, L, D] ``mv``.
+            lengths: [N] integer, the first lengths[i] rows of document i are real; only with a [N, L, D] ``mv``.
+            show_progress: a tqdm bar over the documents (off by default in library calls).
         Returns:
             [N, output_dim] float32 on the input's device. An empty document encodes to zeros.
+        Raises:
+            ValueError: D differs from the FDE's, bad mask/lengths shape.  TypeError: bad type or dtype.
         """
-        return self._encode(MultiVectors.coerce(mv, "FDE.encode_documents", "mv"), True, "FDE.encode_documents")
+        where = "FDE.encode_documents"
+        return self._encode(coerce_padded(mv, mask, lengths, where, "mv"), True, where, show_progress)
 
     def _chunks(self, offsets: torch.Tensor) -> Iterable[tuple[int, int]]:
         """Item ranges [s, e) whose tokens fit the working-set budget (one item at least)."""
@@ -169,48 +190,79 @@ class FDE:
             yield s, e
             s = e
 
-    def _encode(self, mv: MultiVectors, is_doc: bool, where: str) -> torch.Tensor:
+    def _encode(self, mv: MultiVectors, is_doc: bool, where: str, show_progress: bool = False) -> torch.Tensor:
         if mv.num_tokens and mv.dim != self.dim:
             raise ValueError(f"{where}: mv must have shape [T, D] with D={self.dim} (the FDE's dim), got "
                              f"{tuple(mv.values.shape)}")
         n, r, b, dp = len(mv), self.r_reps, self.num_partitions, self.dim_proj
-        dev = mv.device
-        out = torch.zeros(n, r * b, dp, dtype=torch.float32, device=dev)
+        out = torch.zeros(n, r * b, dp, dtype=torch.float32, device=mv.device)
         if n == 0 or mv.num_tokens == 0:
             return out.reshape(n, self.output_dim)
-        _, p, ham_table = self._params(dev)
-        rep = torch.arange(r, device=dev)
-        for s, e in self._chunks(mv.offsets):
-            t0, t1 = int(mv.offsets[s]), int(mv.offsets[e])
-            if t1 == t0:
-                continue
-            x = mv.values[t0:t1].float()
-            tc = t1 - t0
-            item = torch.repeat_interleave(torch.arange(e - s, device=dev), mv.lengths[s:e])  # [tc]
-            codes = self.partitions(x)  # [tc, r]
-            proj = (x @ p).reshape(tc, r, dp)
-            flat = (item[:, None] * r + rep) * b + codes  # [tc, r] index into the chunk's [items*r*b] blocks
-            blk = out[s:e].reshape(-1, dp)  # a view: out is contiguous along items
-            blk.index_add_(0, flat.reshape(-1), proj.reshape(-1, dp))
-            if not is_doc:
-                continue
-            cnt = torch.bincount(flat.reshape(-1), minlength=blk.shape[0])
-            full = cnt > 0
-            blk.div_(cnt.clamp(min=1).to(blk.dtype)[:, None])
-            if not self.fill_empty or b == 1:
-                continue
-            # nearest token per (item, rep, partition): minimise hamming * tc + token position, so ties go
-            # to the earliest token of the document
-            key = ham_table[codes] * tc + torch.arange(tc, device=dev)[:, None, None]  # [tc, r, b]
-            tgt = flat[:, :, None] - codes[:, :, None] + torch.arange(b, device=dev)  # [tc, r, b]
-            big = torch.iinfo(torch.int64).max
-            best = torch.full((blk.shape[0],), big, dtype=torch.int64, device=dev)
-            best.scatter_reduce_(0, tgt.reshape(-1), key.reshape(-1), reduce="amin", include_self=True)
-            empty = (~full) & (best != big)  # documents with no tokens stay zero
-            slots = empty.nonzero().squeeze(1)
-            tok = best[slots] % tc
-            blk[slots] = proj[tok, (slots // b) % r]
+        bar = None
+        if show_progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=n, desc=where, unit="doc" if is_doc else "query", leave=False)
+        try:
+            for s, e in self._chunks(mv.offsets):
+                self._encode_chunk(mv, s, e, out[s:e].reshape(-1, dp), is_doc)
+                if bar is not None:
+                    bar.update(e - s)
+        finally:
+            if bar is not None:
+                bar.close()
         return out.reshape(n, self.output_dim)
+
+    def _encode_chunk(self, mv: MultiVectors, s: int, e: int, blk: torch.Tensor, is_doc: bool) -> None:
+        """Encode items [s, e) into ``blk`` [(e - s) * r_reps * B, dim_proj] (a view of the output, zeros)."""
+        r, b, dp = self.r_reps, self.num_partitions, self.dim_proj
+        dev = mv.device
+        t0, t1 = int(mv.offsets[s]), int(mv.offsets[e])
+        if t1 == t0:
+            return
+        _, p, ham_table = self._params(dev)
+        x = mv.values[t0:t1].float()
+        tc = t1 - t0
+        item = torch.repeat_interleave(torch.arange(e - s, device=dev), mv.lengths[s:e])  # [tc]
+        codes = self.partitions(x)  # [tc, r]
+        proj = (x @ p).reshape(tc, r, dp)
+        flat = (item[:, None] * r + torch.arange(r, device=dev)) * b + codes  # [tc, r] index into blk's rows
+        blk.index_add_(0, flat.reshape(-1), proj.reshape(-1, dp))
+        if not is_doc:
+            return
+        cnt = torch.bincount(flat.reshape(-1), minlength=blk.shape[0])
+        full = cnt > 0
+        blk.div_(cnt.clamp(min=1).to(blk.dtype)[:, None])
+        if not self.fill_empty or b == 1:
+            return
+        # nearest token per (item, rep, partition): minimise hamming * tc + token position, so ties go
+        # to the earliest token of the document
+        key = ham_table[codes] * tc + torch.arange(tc, device=dev)[:, None, None]  # [tc, r, b]
+        tgt = flat[:, :, None] - codes[:, :, None] + torch.arange(b, device=dev)  # [tc, r, b]
+        big = torch.iinfo(torch.int64).max
+        best = torch.full((blk.shape[0],), big, dtype=torch.int64, device=dev)
+        best.scatter_reduce_(0, tgt.reshape(-1), key.reshape(-1), reduce="amin", include_self=True)
+        empty = (~full) & (best != big)  # documents with no tokens stay zero
+        slots = empty.nonzero().squeeze(1)
+        tok = best[slots] % tc
+        blk[slots] = proj[tok, (slots // b) % r]
+
+
+def coerce_padded(x: Any, mask: Any, lengths: Any, where: str, arg: str) -> MultiVectors:
+    """``MultiVectors.coerce(x)``, or with ``mask``/``lengths`` the unpadded rows of a [N, L, D] batch
+    (``MultiVectors.from_padded``): without them a padded tensor's padding rows would be encoded as tokens."""
+    if mask is None and lengths is None:
+        return MultiVectors.coerce(x, where, arg)
+    if not isinstance(x, (torch.Tensor, np.ndarray)):
+        raise TypeError(f"{where}: {arg} must be a [N, L, D] tensor when mask or lengths is given, got "
+                        f"{type(x).__name__}")
+    if x.ndim != 3:
+        raise ValueError(f"{where}: {arg} must have shape [N, L, D] when mask or lengths is given, got "
+                         f"{tuple(x.shape)}")
+    try:
+        return MultiVectors.from_padded(x, mask=mask, lengths=lengths)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"{where}: {arg}: {e}") from None
 
 
 # ---------------------------------------------------------------------------- recall harness
@@ -238,7 +290,7 @@ def clustered_data(n_docs: int = 200, n_queries: int = 50, dim: int = 32, n_clus
         L = int(torch.randint(doc_len[0], doc_len[1] + 1, (1,), generator=g))
         nt = int(torch.randint(topics[0], topics[1] + 1, (1,), generator=g))
         mine = torch.randperm(n_clusters, generator=g)[:nt]
-        which = mine[torch.randint(0, nt, (L,), generator=g)]
+        which = mine[torch.randint(0, len(mine), (L,), generator=g)]  # len < nt when n_clusters < nt
         docs.append(_unit(centres[which] + noise * torch.randn(L, dim, generator=g) / math.sqrt(dim) * 3))
     queries = []
     for _ in range(n_queries):
@@ -280,6 +332,8 @@ def recall_table(settings: Sequence[dict] | None = None, *, queries: MultiVector
         t0 = time.perf_counter()
         index = FDEIndex(fde, docs)
         qf = fde.encode_queries(queries)
+        if qf.is_cuda:  # kernels run asynchronously: wait for them before reading the clock
+            torch.cuda.synchronize(qf.device)
         enc_s = time.perf_counter() - t0
         row = {"k_sim": fde.k_sim, "dim_proj": fde.dim_proj, "r_reps": fde.r_reps, "fill_empty": fde.fill_empty,
                "output_dim": fde.output_dim}

@@ -22,7 +22,7 @@ import torch
 from . import _check as C
 from ._blocks import topk_over_blocks
 from .containers import MultiVectors
-from .muvera import FDE
+from .muvera import FDE, coerce_padded
 from .ops import DEFAULT_MAX_MEMORY, dense_dot, maxsim
 
 __all__ = ["FDEIndex", "retrieve", "blocked_topk"]
@@ -50,17 +50,24 @@ class FDEIndex:
 
     Args:
         fde: the ``FDE`` (its ``dim`` must match the corpus).
-        corpus: N documents: a MultiVectors (or a list of [L_i, D] arrays). Kept by reference for rerank.
+        corpus: N documents: a MultiVectors, a list of [L_i, D] arrays, or a [N, L, D] tensor (every row a
+            token unless ``mask``/``lengths`` say which are padding). Kept by reference for rerank (a padded
+            tensor is unpadded once, into a packed copy).
+        mask: [N, L] bool (or 0/1), True = real token; only with a [N, L, D] ``corpus``.
+        lengths: [N] integer, the first lengths[i] rows of document i are real; only with a [N, L, D] ``corpus``.
+        show_progress: a tqdm bar while the corpus is encoded (off by default in library calls).
     Attributes:
         doc_fde: [N, fde.output_dim] float32 on the corpus device.
+    Raises:
+        TypeError: fde not an FDE, bad corpus/mask type.  ValueError: D mismatch, bad mask/lengths shape.
     """
 
-    def __init__(self, fde: FDE, corpus: Any):
+    def __init__(self, fde: FDE, corpus: Any, *, mask: Any = None, lengths: Any = None, show_progress: bool = False):
         if not isinstance(fde, FDE):
             raise TypeError(f"FDEIndex: fde must be a fusedscore.muvera.FDE, got {type(fde).__name__}")
         self.fde = fde
-        self.corpus = MultiVectors.coerce(corpus, "FDEIndex", "corpus")
-        self.doc_fde = fde.encode_documents(self.corpus)
+        self.corpus = coerce_padded(corpus, mask, lengths, "FDEIndex", "corpus")
+        self.doc_fde = fde.encode_documents(self.corpus, show_progress=show_progress)
 
     def __len__(self) -> int:
         return len(self.corpus)
@@ -73,14 +80,17 @@ class FDEIndex:
         """FDE top-``n``: (fde scores [B, min(n, N)] float32, indices [B, min(n, N)] int64), best first."""
         return blocked_topk(query_fde, self.doc_fde, n, max_memory=max_memory)
 
-    def search(self, queries: Any, k: int = 10, *, candidates: int = 100, rerank: bool = True,
-               reduce: str = "sum", max_memory: int | None = None, backend: str | None = None
+    def search(self, queries: Any, k: int = 10, *, mask: Any = None, lengths: Any = None, candidates: int = 100,
+               rerank: bool = True, reduce: str = "sum", max_memory: int | None = None, backend: str | None = None
                ) -> tuple[torch.Tensor, torch.Tensor]:
         """Top-``k`` documents per query.
 
         Args:
-            queries: B queries: a MultiVectors (or list of [Lq_b, D] arrays), dtype and device of the corpus.
+            queries: B queries: a MultiVectors, a list of [Lq_b, D] arrays or a [B, Lq, D] tensor, dtype and
+                device of the corpus.
             k: results per query (clipped to N).
+            mask: [B, Lq] bool (or 0/1), True = real token; only with a [B, Lq, D] ``queries``.
+            lengths: [B] integer query lengths; only with a [B, Lq, D] ``queries``.
             candidates: FDE candidates per query that are rescored exactly; raised to ``k`` if smaller.
             rerank: rescore candidates with exact MaxSim (True) or return FDE scores (False).
             reduce: "sum" (ColBERT) or "mean" (BGE-M3) for the exact MaxSim.
@@ -94,7 +104,7 @@ class FDEIndex:
             ValueError: bad k/candidates, dim mismatch.  TypeError: dtype mismatch.
         """
         where = "retrieve"
-        q = MultiVectors.coerce(queries, where, "queries")
+        q = coerce_padded(queries, mask, lengths, where, "queries")
         k = C.check_k(k, where)
         candidates = C.check_k(candidates, where, "candidates")
         C.check_reduce(reduce, where)
@@ -140,27 +150,32 @@ class FDEIndex:
         return out_v, out_i
 
 
-def retrieve(queries: Any, corpus: Any, k: int = 10, *, candidates: int = 100, rerank: bool = True,
+def retrieve(queries: Any, corpus: Any, k: int = 10, *, q_mask: Any = None, q_lengths: Any = None,
+             d_mask: Any = None, d_lengths: Any = None, candidates: int = 100, rerank: bool = True,
              fde: FDE | None = None, reduce: str = "sum", max_memory: int | None = None,
-             backend: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+             backend: str | None = None, show_progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Multi-vector top-k over a corpus: MUVERA FDE candidates, then exact MaxSim rerank.
 
     Args:
-        queries: B queries, [Lq_b, D] each (MultiVectors or list of arrays), fp32|fp16|bf16.
-        corpus: N documents, [Ld_n, D] each, same dtype and device.
+        queries: B queries, [Lq_b, D] each (MultiVectors, list of arrays, or a [B, Lq, D] tensor), fp32|fp16|bf16.
+        corpus: N documents, [Ld_n, D] each (same forms; [N, Ld, D]), same dtype and device.
+        q_mask, q_lengths: padding of a [B, Lq, D] ``queries`` ([B, Lq] bool, True = real token, or [B]
+            lengths); without either every row of a padded tensor is a token.
+        d_mask, d_lengths: the same for a [N, Ld, D] ``corpus``.
         k: results per query.  candidates: FDE candidates rescored exactly per query (>= k).
         rerank: False returns the FDE top-k with FDE scores.
         fde: the encoder; default ``FDE(D)`` (k_sim=4, dim_proj=16, r_reps=20, seed=0).
         reduce: "sum" or "mean" MaxSim reduction.  max_memory: bytes budget (see ``FDEIndex.search``).
+        show_progress: a tqdm bar while the corpus is encoded.
     Returns:
         (scores [B, min(k, N)] float32, indices [B, min(k, N)] int64), best first.
 
     Encodes the corpus on every call: keep an ``FDEIndex`` to search one corpus repeatedly.
     """
-    c = MultiVectors.coerce(corpus, "retrieve", "corpus")
+    c = coerce_padded(corpus, d_mask, d_lengths, "retrieve", "corpus")
+    q = coerce_padded(queries, q_mask, q_lengths, "retrieve", "queries")
     if fde is None:
-        q = MultiVectors.coerce(queries, "retrieve", "queries")
         dim = c.dim if c.num_tokens or not q.num_tokens else q.dim
         fde = FDE(dim)
-    return FDEIndex(fde, c).search(queries, k, candidates=candidates, rerank=rerank, reduce=reduce,
-                                   max_memory=max_memory, backend=backend)
+    return FDEIndex(fde, c, show_progress=show_progress).search(
+        q, k, candidates=candidates, rerank=rerank, reduce=reduce, max_memory=max_memory, backend=backend)

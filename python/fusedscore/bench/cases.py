@@ -12,6 +12,10 @@ BGE-M3 produce), document lengths are uniform in ``ld`` (inclusive), query lengt
 draw term ids from a Zipf-like law over the vocabulary (so common terms overlap as in real SPLADE
 output), with ``q_nnz`` / ``d_nnz`` draws per row (repeats merge by max, so rows hold about that many
 terms) and positive weights. No sizes live in the runner: the lists below are the whole benchmark.
+
+A ``RecallCase`` is a quality check, not a timing: Recall@k of MUVERA FDE candidates against the exact
+MaxSim top-k (``muvera.recall_table``) on ``muvera.clustered_data``, for several FDE settings and
+candidate counts. The quick one is the data set the ``fusedscore.muvera`` docstring quotes.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import torch
 
 from ..containers import MultiVectors, SparseVectors
 
-__all__ = ["Case", "Inputs", "make_inputs", "default_cases", "sweep_cases", "DTYPES"]
+__all__ = ["Case", "RecallCase", "Inputs", "make_inputs", "default_cases", "sweep_cases", "recall_cases", "DTYPES"]
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -64,6 +68,29 @@ class Case:
             topk = f", top-{self.k}" if self.mode == "topk" else ""
             shape = f"{self.n_queries} x {self.n_docs}{per}, Lq {self.lq}, {ld}, D {self.dim}{topk}"
         return f"{self.op} {self.mode}: {shape}, {self.dtype}, {self.device}"
+
+
+@dataclass(frozen=True)
+class RecallCase:
+    """MUVERA recall: Recall@k of the FDE top-c of ``n_docs`` clustered documents against the exact MaxSim
+    top-k, for each FDE setting (``FDE`` keyword arguments) and each candidate count c."""
+
+    name: str
+    n_docs: int
+    n_queries: int
+    settings: tuple[dict[str, Any], ...]
+    candidates: tuple[int, ...] = (10, 20, 50, 100)
+    k: int = 10
+    dim: int = 32
+    n_clusters: int = 30
+    device: str = "cpu"
+    seed: int = 0
+    op: str = "muvera_recall"
+
+    def describe(self) -> str:
+        return (f"muvera recall@{self.k} of FDE top-{'/'.join(map(str, self.candidates))} candidates vs exact MaxSim, "
+                f"clustered_data: {self.n_docs} docs x {self.n_queries} queries, D {self.dim}, {self.n_clusters} "
+                f"clusters, {len(self.settings)} FDE settings, seed {self.seed}, {self.device}")
 
 
 @dataclass
@@ -223,3 +250,21 @@ def sweep_cases(device: str = "cpu", quick: bool = False) -> list[Case]:
     out += [Case(f"sweep/batch-{b}/{dt}", "maxsim", "pairs", b, 100, dt, device, seed=40 + b, repeats=r,
                  sweep={"axis": "batch", "value": b}) for b in batches]
     return out
+
+
+def _fde(k_sim: int = 4, dim_proj: int = 16, r_reps: int = 20, fill_empty: bool = True) -> dict[str, Any]:
+    return {"k_sim": k_sim, "dim_proj": dim_proj, "r_reps": r_reps, "fill_empty": fill_empty}
+
+
+# the documented defaults first, then one knob moved at a time: repetitions, partitions, sketch width, filling
+FDE_SETTINGS = (_fde(), _fde(r_reps=1), _fde(r_reps=5), _fde(r_reps=10), _fde(k_sim=3), _fde(k_sim=5),
+                _fde(dim_proj=8), _fde(dim_proj=32), _fde(fill_empty=False))
+
+
+def recall_cases(device: str = "cpu", quick: bool = False) -> list[RecallCase]:
+    """The MUVERA recall check: quick = ``clustered_data()``'s defaults (200 docs, 50 queries: the numbers
+    in the ``fusedscore.muvera`` docstring); full = 2,000 docs, 200 queries (a few seconds on 2 cores)."""
+    if quick:
+        return [RecallCase("muvera/recall-200x50", 200, 50, FDE_SETTINGS, (10, 20, 50, 100), device=device)]
+    return [RecallCase("muvera/recall-2000x200", 2000, 200, FDE_SETTINGS, (10, 20, 50, 100, 200), n_clusters=285,
+                       device=device)]

@@ -3,7 +3,8 @@
     fusedscore bench --quick                  # the kernel benchmark on synthetic data, 1-2 minutes on 2 cores
     fusedscore bench                          # the full CPU workloads of issue 2 (under ~10 minutes)
     fusedscore bench --device cuda            # the GPU workloads of issue 3
-    fusedscore bench --sweep --plot figs/     # + throughput-vs-length / vs-batch series and PNGs
+    fusedscore bench --plot figs/             # + the throughput-vs-length / vs-batch series, and PNGs
+    fusedscore bench --cases muvera           # only the MUVERA recall check (Recall@k per FDE setting)
     fusedscore bench --record                 # write benchmarks/results/<date>-<device>-<sha>.json
     fusedscore report RESULTS.json            # markdown tables of a recorded run
 """
@@ -11,13 +12,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import inspect
 import json
 import re
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 __all__ = ["register", "main", "record_path"]
 
@@ -28,12 +30,16 @@ def _add_bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cases", action="append", metavar="SUBSTR",
                    help="only cases whose name contains SUBSTR (repeatable)")
     p.add_argument("--impls", metavar="A,B", help="only these implementations (fusedscore always runs)")
-    p.add_argument("--sweep", action="store_true", help="also run the doc-length and batch-size series (for plots)")
+    p.add_argument("--sweep", action="store_true",
+                   help="also run the doc-length and batch-size series (implied by --plot; short with --quick)")
     p.add_argument("--out", metavar="PATH", help="write the results JSON here")
     p.add_argument("--record", action="store_true",
                    help="write the results JSON to benchmarks/results/<date>-<device>-<sha>[-quick].json")
-    p.add_argument("--plot", metavar="DIR", help="write PNG figures here (matplotlib)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar and no tables (for scripts)")
+    p.add_argument("--plot", metavar="DIR",
+                   help="write PNG figures here (matplotlib; implies --sweep): throughput vs doc length and vs batch "
+                        "size, and a bar chart per case")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bars (also transformers' while models load) and no tables (for scripts)")
     p.add_argument("--threads", type=int, metavar="N", help="torch.set_num_threads(N) before running (the native kernels follow OMP_NUM_THREADS)")
     p.add_argument("--budget", type=float, metavar="S", help="seconds of timed runs per implementation and case")
     p.add_argument("--list", action="store_true", help="list the cases and implementations, run nothing")
@@ -88,12 +94,33 @@ def _extra(module: str, flag: str, kwargs: dict[str, Any], say: Callable[[str], 
     return mod.run(**{k: v for k, v in kwargs.items() if takes_any or k in params})
 
 
+@contextlib.contextmanager
+def _hf_bars_off(quiet: bool) -> Iterator[None]:
+    """--quiet: no transformers / huggingface_hub bars ("Loading weights", "Writing model shards") while the
+    model benchmarks load and save models; their own switch, restored afterwards."""
+    if not quiet:
+        yield
+        return
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # no transformers: the model benchmarks skip, and nothing draws those bars
+        yield
+        return
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
 def bench_command(args: argparse.Namespace) -> int:
     import torch
 
     from . import cases as C
     from .impls import all_impls
-    from .report import case_table, header_lines, rows_table
+    from .report import case_table, header_lines, recall_table_lines, rows_table
     from .runner import run
 
     quiet = args.quiet
@@ -103,7 +130,9 @@ def bench_command(args: argparse.Namespace) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         print("bench: --device cuda needs a CUDA GPU and a CUDA build of torch, got none", file=sys.stderr)
         return 2
-    cases = C.default_cases(args.device, args.quick) + (C.sweep_cases(args.device, args.quick) if args.sweep else [])
+    sweep = args.sweep or bool(args.plot)  # the throughput-vs-length / vs-batch figures need the series
+    cases = [*C.default_cases(args.device, args.quick), *C.recall_cases(args.device, args.quick),
+             *(C.sweep_cases(args.device, args.quick) if sweep else [])]
     if args.cases:
         cases = [c for c in cases if any(s in c.name for s in args.cases)]
     names = [n.strip() for n in args.impls.split(",")] if args.impls else None
@@ -125,24 +154,29 @@ def bench_command(args: argparse.Namespace) -> int:
         return 2
     from tqdm.auto import tqdm
 
+    started: list[bool] = []
+
     def on_case(entry: dict[str, Any], rows: list[dict[str, Any]], doc: dict[str, Any]) -> None:
         if quiet:
             return
-        if len(doc["cases"]) == 1:
+        if not started:
+            started.append(True)
             tqdm.write("\n".join(header_lines(doc)) + "\n")
             if not doc["env"].get("native") and args.device == "cpu":
                 tqdm.write("NOTE: the C++ extension is not built, so the fusedscore rows time the slow reference "
                            "fallback; build it (pip install --no-build-isolation -e .) for real numbers.\n")
-        tqdm.write("\n".join(case_table(entry, rows)))
+        lines = recall_table_lines(entry) if entry.get("op") == "muvera_recall" else case_table(entry, rows)
+        tqdm.write("\n".join(lines))
 
-    options = {"cases_filter": args.cases, "impls": names, "sweep": args.sweep, "argv": sys.argv[1:]}
+    options = {"cases_filter": args.cases, "impls": names, "sweep": sweep, "argv": sys.argv[1:]}
     doc = run(cases, impls=impls, impl_names=names, quick=args.quick, budget_s=args.budget,
               progress=not quiet, on_case=on_case, options=options)
     common = {"device": args.device, "quick": args.quick, "budget_s": args.budget}
     for flag, module, kwargs in (("--encoders", "encoders", {**common, "model_dir": args.encoder_model}),
                                  ("--rerank", "rerank", common)):
         if getattr(args, flag[2:]):
-            rows = _extra(module, flag, kwargs, say)
+            with _hf_bars_off(quiet):
+                rows = _extra(module, flag, kwargs, say)
             if rows is not None:
                 doc[module] = rows
                 say("\n".join(rows_table(module, rows)))
@@ -194,6 +228,9 @@ def _plot(doc: dict[str, Any], out_dir: str, say: Callable[[str], None]) -> bool
     except RuntimeError as e:  # matplotlib missing: the JSON is written already, say how to get figures
         print(str(e), file=sys.stderr)
         return False
+    if not any(c.get("sweep") for c in doc["cases"]):
+        say("NOTE: this run has no sweep cases (--cases left them out, or it was recorded without --sweep): "
+            "no throughput-vs-length / vs-batch figures")
     for p in paths:
         say(f"wrote {p}")
     return True

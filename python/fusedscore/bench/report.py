@@ -3,14 +3,17 @@
 One table per workload: implementation, median time with p20-p80, GFLOP/s, GB/s, fraction of the
 roofline floor, and fusedscore's speedup over that row (their time / our time; > 1 means fusedscore is
 faster), plus whether the row's scores agree with fusedscore's. The header names the device and the
-measured machine rates. ``render_markdown`` is what ``fusedscore report RESULTS.json`` prints.
+measured machine rates. MUVERA recall cases (``muvera_recall``) get a table of Recall@k per FDE setting
+and candidate count, with the recall random candidates would reach. ``render_markdown`` is what
+``fusedscore report RESULTS.json`` prints.
 """
 
 from __future__ import annotations
 
 from typing import Any, Sequence
 
-__all__ = ["header_lines", "case_table", "render_text", "render_markdown", "rows_table"]
+__all__ = ["header_lines", "case_table", "recall_table_lines", "roofline_note", "render_text", "render_markdown",
+           "rows_table"]
 
 _COLS = ("impl", "backend", "median ms", "p20-p80 ms", "GFLOP/s", "GB/s", "% roofline", "fusedscore speedup",
          "agrees", "note")
@@ -40,6 +43,16 @@ def header_lines(doc: dict[str, Any]) -> list[str]:
              f"fusedscore CPU backend: {backend}",
              f"git {sha} | {doc.get('date')} | quick={doc.get('options', {}).get('quick')}"]
     return lines
+
+
+def roofline_note(doc: dict[str, Any]) -> str:
+    """What the roofline's matmul rate is, said plainly: over 100% of it is possible and is not an error."""
+    dev = doc.get("device", {})
+    note = "the matmul rate is torch.mm's, measured in this run, not the hardware peak (above 100% is possible)"
+    if dev.get("kind") == "cpu" and "AMD" in str(dev.get("cpu", "")) and "avx512f" in dev.get("cpu_flags", []):
+        note += ("; on this AMD CPU torch's fp32 GEMM (MKL) takes its AVX2 path, so fusedscore's AVX-512 kernels "
+                 "can run above it")
+    return note
 
 
 def _cells(r: dict[str, Any]) -> list[str]:
@@ -97,6 +110,45 @@ def rows_table(title: str, rows: list[dict[str, Any]], markdown: bool = False) -
     return [title, *_text_table(keys, cells, max_note=10**6), ""]
 
 
+def _fde_defaults() -> dict[str, Any]:
+    import inspect
+
+    from ..muvera import FDE
+
+    return {k: v.default for k, v in inspect.signature(FDE).parameters.items()
+            if k in ("k_sim", "dim_proj", "r_reps", "fill_empty")}
+
+
+def _setting(row: dict[str, Any], defaults: dict[str, Any]) -> str:
+    """A row's label: the FDE parameters that differ from the defaults ("r_reps=1"), or "defaults"."""
+    moved = [f"{k}={row[k]}" for k, v in defaults.items() if k in row and row[k] != v]
+    return ", ".join(moved) or "defaults"
+
+
+def recall_table_lines(entry: dict[str, Any], markdown: bool = False) -> list[str]:
+    """One MUVERA recall case: a row per FDE setting, a recall column per candidate count, then the
+    recall of random candidates (``c / N``) for scale."""
+    title = f"{entry['name']} -- {entry['describe']}"
+    head = [f"### {entry['name']}", "", entry["describe"], ""] if markdown else [title]
+    if entry.get("error"):
+        return [*head, f"ERROR: {entry['error']}", ""]
+    rows = entry.get("rows") or []
+    if not rows:
+        return [*head, "no rows", ""]
+    defaults = _fde_defaults()
+    keys = list(rows[0])
+    header = ["setting", *keys]
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    cells = [[_setting(r, defaults), *(fmt(r.get(k, "-")) for k in keys)] for r in rows]
+    rnd = entry.get("random", {})
+    cells.append(["random candidates", *(fmt(rnd[k]) if k in rnd else "-" for k in keys)])
+    k = entry.get("k")
+    note = (f"Recall@{k} = mean over queries of |exact MaxSim top-{k} in the FDE top-c| / {k} (columns "
+            f"recall@{k}/c<c>); encode_s = encoding the corpus and the queries.")
+    table = _md_table(header, cells) if markdown else _text_table(header, cells, max_note=10**6)
+    return [*head, *table, "", note, ""]
+
+
 def _by_case(doc: dict[str, Any]) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
     return [(c, [r for r in doc["results"] if r["case"] == c["name"]]) for c in doc["cases"]]
 
@@ -117,6 +169,8 @@ def render_text(doc: dict[str, Any]) -> str:
     lines = header_lines(doc) + [""]
     for case, rows in _by_case(doc):
         lines += case_table(case, rows)
+    for entry in doc.get("muvera_recall", []):
+        lines += recall_table_lines(entry)
     return "\n".join(lines + _extras(doc, False))
 
 
@@ -124,7 +178,9 @@ def render_markdown(doc: dict[str, Any]) -> str:
     """The markdown report of a recorded run: header, one table per workload, extras, errors."""
     lines = ["# fusedscore bench", ""] + [f"- {h}" for h in header_lines(doc)] + [
         "", "Speedup = the row's median time / fusedscore's (> 1: fusedscore is faster). "
-        "% roofline = max(flops / matmul rate, bytes / copy bandwidth) / time.", ""]
+        "% roofline = max(flops / matmul rate, bytes / copy bandwidth) / time; " + roofline_note(doc) + ".", ""]
     for case, rows in _by_case(doc):
         lines += case_table(case, rows, markdown=True)
+    for entry in doc.get("muvera_recall", []):
+        lines += recall_table_lines(entry, markdown=True)
     return "\n".join(lines + _extras(doc, True)).rstrip() + "\n"

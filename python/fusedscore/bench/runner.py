@@ -13,7 +13,12 @@ Document layout (``schema`` 1)::
      "results": [{"case", "impl", "kind", "status": "ok"|"skipped"|"error", "note", "backend",
                   "median_ms", "p20_ms", "p80_ms", "runs", "gflops", "gbps", "roofline_frac",
                   "fusedscore_speedup", "extrapolated_from", "check", "warnings"}],
+     "muvera_recall": [{"name", "op", "describe", "device", "k", "candidates", "data": {...}, "random": {...},
+                       "rows": muvera.recall_table() rows, "seconds"}],
      "errors": [...], "notes": [...], "machine_end": measure_rates() again after the cases}
+
+A ``RecallCase`` (MUVERA recall, a quality check) times nothing: its entry goes to ``muvera_recall``, with
+the recall random candidates would reach (``c / N``) under ``random`` for scale.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import datetime as _dt
 import importlib.metadata as md
 import platform
 import subprocess
+import time
 import traceback
 import warnings
 from pathlib import Path
@@ -31,12 +37,12 @@ from typing import Any, Callable, Iterable
 import torch
 
 from .._dispatch import backend_info
-from .cases import Case, Inputs, make_inputs
+from .cases import Case, Inputs, RecallCase, make_inputs
 from .impls import Impl, Skip, all_impls
 from .machine import describe_device, measure_rates, roofline_s, work
 from .timing import measure, thread_info
 
-__all__ = ["run", "git_info", "versions", "agreement"]
+__all__ = ["run", "run_recall", "git_info", "versions", "agreement"]
 
 SCHEMA = 1
 _DISTS = ("fusedscore", "torch", "numpy", "scipy", "triton", "transformers", "maxsim-cpu", "pylate", "FlagEmbedding",
@@ -169,6 +175,29 @@ def _run_impl(impl: Impl, inp: Inputs, dev_kind: str, expected: tuple[torch.Tens
     return row, (scores, sub.n_pairs, slicer)
 
 
+def run_recall(case: RecallCase) -> dict[str, Any]:
+    """The entry of one MUVERA recall case (see the module docstring); a failure is recorded in it."""
+    from ..muvera import clustered_data, recall_table
+
+    entry: dict[str, Any] = {"name": case.name, "op": case.op, "describe": case.describe(), "device": case.device,
+                             "k": case.k, "candidates": list(case.candidates)}
+    t0 = time.perf_counter()
+    try:
+        queries, docs = clustered_data(n_docs=case.n_docs, n_queries=case.n_queries, dim=case.dim,
+                                       n_clusters=case.n_clusters, seed=case.seed)
+        entry["data"] = {"generator": "fusedscore.muvera.clustered_data", "n_docs": case.n_docs,
+                         "n_queries": case.n_queries, "dim": case.dim, "n_clusters": case.n_clusters, "seed": case.seed,
+                         "tokens": {"queries": queries.num_tokens, "docs": docs.num_tokens}}
+        n = len(docs)
+        entry["random"] = {f"recall@{case.k}/c{c}": round(min(c, n) / n, 4) for c in case.candidates}
+        entry["rows"] = recall_table(list(case.settings), queries=queries.to(case.device), docs=docs.to(case.device),
+                                     k=case.k, candidates=case.candidates)
+    except Exception as e:  # reported in the table and the JSON (and fails the run), never hidden
+        entry.update(rows=[], error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+    entry["seconds"] = round(time.perf_counter() - t0, 3)
+    return entry
+
+
 def _impls_for(case: Case, impls: list[Impl], names: set[str] | None) -> list[Impl]:
     dev_kind = "cuda" if case.device.startswith("cuda") else "cpu"
     chosen = [i for i in impls if i.op == case.op and dev_kind in i.devices]
@@ -178,14 +207,15 @@ def _impls_for(case: Case, impls: list[Impl], names: set[str] | None) -> list[Im
     return chosen
 
 
-def run(cases: Iterable[Case], *, impls: list[Impl] | None = None, impl_names: Iterable[str] | None = None,
-        rates: dict[str, Any] | None = None, quick: bool = False, budget_s: float | None = None,
-        progress: bool = True, on_case: Callable[[dict[str, Any], list[dict[str, Any]], dict[str, Any]], None] | None = None,
+def run(cases: Iterable[Case | RecallCase], *, impls: list[Impl] | None = None,
+        impl_names: Iterable[str] | None = None, rates: dict[str, Any] | None = None, quick: bool = False,
+        budget_s: float | None = None, progress: bool = True,
+        on_case: Callable[[dict[str, Any], list[dict[str, Any]], dict[str, Any]], None] | None = None,
         options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run every case; return the results document (see the module docstring).
 
     Args:
-        cases: the workloads (``cases.default_cases()`` or a test list). All on one device.
+        cases: the workloads (``cases.default_cases()`` or a test list), and any ``RecallCase``. All on one device.
         impls: implementations to consider (default: all registered); each runs on cases of its op/device.
         impl_names: keep only these (fusedscore always runs: the ratios are relative to it).
         rates: machine rates (``machine.measure_rates``); measured here when None.
@@ -193,6 +223,7 @@ def run(cases: Iterable[Case], *, impls: list[Impl] | None = None, impl_names: I
         budget_s: seconds of timed runs per implementation and case (default 0.5 quick, 2 full).
         progress: show a tqdm bar over cases.
         on_case: called after each case with (case entry, its rows, the document so far), e.g. to print.
+            For a ``RecallCase`` the entry's ``op`` is "muvera_recall" and its rows are the recall rows.
     """
     cases = list(cases)
     if not cases:
@@ -209,7 +240,7 @@ def run(cases: Iterable[Case], *, impls: list[Impl] | None = None, impl_names: I
         "git": git_info(), "device": describe_device(device), "env": backend_info(), "versions": versions(),
         "threads": thread_info(), "options": {"quick": quick, "device": device, "budget_s": budget, **(options or {})},
         "machine": rates if rates is not None else measure_rates(device, quick), "cases": [], "results": [],
-        "errors": [], "notes": [],
+        "muvera_recall": [], "errors": [], "notes": [],
     }
     measured_here = rates is None
     dev_kind = "cuda" if device.startswith("cuda") else "cpu"
@@ -219,6 +250,14 @@ def run(cases: Iterable[Case], *, impls: list[Impl] | None = None, impl_names: I
     bar = tqdm(cases, desc="bench", unit="case", disable=True if not progress else None, leave=False)
     for case in bar:
         bar.set_postfix_str(case.name)
+        if isinstance(case, RecallCase):
+            entry = run_recall(case)
+            doc["muvera_recall"].append(entry)
+            if "error" in entry:
+                doc["errors"].append(f"{case.name}: fusedscore failed: {entry['error']}")
+            if on_case is not None:
+                on_case(entry, entry["rows"], doc)
+            continue
         inp = make_inputs(case)
         w = work(inp)
         roof = roofline_s(w, doc["machine"], case.dtype, device)

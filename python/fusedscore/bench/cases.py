@@ -10,8 +10,8 @@ MaxSim top-k over a corpus) or ``sparse_dot`` (learned-sparse dot products), in 
 Inputs are synthetic and fixed by ``seed``: token vectors are L2-normalised Gaussians (what ColBERT /
 BGE-M3 produce), document lengths are uniform in ``ld`` (inclusive), query length is ``lq``. Sparse rows
 draw term ids from a Zipf-like law over the vocabulary (so common terms overlap as in real SPLADE
-output), with ``q_nnz`` / ``d_nnz`` draws per row (repeats merge by max, so rows hold about that many
-terms) and positive weights. No sizes live in the runner: the lists below are the whole benchmark.
+output), with ``q_nnz`` / ``d_nnz`` distinct terms per row on average (uniform in [nnz/2, 3 nnz/2]) and positive
+weights. No sizes live in the runner: the lists below are the whole benchmark.
 
 A ``RecallCase`` is a quality check, not a timing: Recall@k of MUVERA FDE candidates against the exact
 MaxSim top-k (``muvera.recall_table``) on ``muvera.clustered_data``, for several FDE settings and
@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from ..containers import MultiVectors, SparseVectors
@@ -168,12 +169,22 @@ def _zipf_probs(vocab: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Ten
 
 def _random_sparse(n: int, mean_nnz: int, probs: torch.Tensor, rank_to_id: torch.Tensor, vocab: int,
                    g: torch.Generator) -> SparseVectors:
-    lengths = torch.randint(max(1, mean_nnz // 2), mean_nnz + mean_nnz // 2 + 1, (n,), generator=g)
-    total = int(lengths.sum())
-    ids = rank_to_id[torch.multinomial(probs, total, replacement=True, generator=g)]
+    lengths = torch.randint(max(1, mean_nnz // 2), mean_nnz + mean_nnz // 2 + 1, (n,), generator=g).tolist()
+    # distinct Zipf draws per row: oversample with replacement, keep first occurrences (a head term drawn twice
+    # would merge, and rows would hold fewer terms than the workload says: ~129 instead of ~150 for SPLADE)
+    over = 4
+    draws = rank_to_id[torch.multinomial(probs, over * sum(lengths), replacement=True, generator=g)].numpy()
+    rows, pos = [], 0
+    for length in lengths:
+        chunk = draws[pos: pos + over * length]
+        pos += over * length
+        _, first = np.unique(chunk, return_index=True)
+        rows.append(chunk[np.sort(first)][:length])
+    ids = torch.from_numpy(np.concatenate(rows)) if rows else torch.zeros(0, dtype=torch.int64)
+    total = ids.numel()
     weights = (-torch.log(torch.rand(total, generator=g).clamp_min(1e-6))) * 0.5 + 0.01  # positive, skewed
     off = torch.zeros(n + 1, dtype=torch.int64)
-    torch.cumsum(lengths, 0, out=off[1:])
+    torch.cumsum(torch.tensor([len(r) for r in rows], dtype=torch.int64), 0, out=off[1:])
     return SparseVectors(ids.to(torch.int32), weights, off, vocab, merge="max")
 
 

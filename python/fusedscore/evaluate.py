@@ -324,7 +324,7 @@ class Evaluator:
         if self._index is None:
             d = self.rep("multi", "corpus", "muvera")
             t0 = time.perf_counter()
-            self._index = FDEIndex(FDE(d.dim, **self.opt.fde), d)
+            self._index = FDEIndex(FDE(d.dim, **self.opt.fde), d, show_progress=not self.opt.quiet)
             self.encode_seconds["fde/corpus"] = round(time.perf_counter() - t0, 3)
         return self._to_run(*self._index.search(q, self.opt.depth, candidates=max(self.opt.candidates, self.opt.depth),
                                                 reduce=self.opt.reduce, max_memory=self.opt.max_memory))

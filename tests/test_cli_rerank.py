@@ -1,5 +1,6 @@
-"""``fusedscore rerank``: both input forms, ranked output, the summary line, and bad lines that stop the
-run only after every earlier line was scored and written."""
+"""``fusedscore rerank``: both input forms, ranked output, the summary line, bad lines (bad JSON, bad UTF-8,
+missing fields) and failing models that stop the run only after every earlier line was scored and
+written, and argument/model errors reported as one message with exit status 2."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 import torch
 
 from fusedscore import MultiVectors, cli
-from fusedscore.cli_rerank import BadLine, parse_row, rerank_rows
+from fusedscore.cli_rerank import BadLine, iter_rows, parse_row, rerank_rows
 from fusedscore.reranker import Reranker
 
 
@@ -36,11 +37,46 @@ def _score(q: str, d: str) -> float:
     return float(sum(w in d.split() for w in q.split()))
 
 
+class Failing(ColBERT):
+    """Raises ``error`` when asked to encode a text containing "boom"."""
+
+    def __init__(self, error):
+        self.error = error
+
+    def encode(self, texts, is_query, batch_size=32, as_containers=False):
+        if any("boom" in t for t in texts):
+            raise self.error
+        return super().encode(texts, is_query, batch_size, as_containers)
+
+
+class Truncating(ColBERT):
+    """Reports texts of more than 2 words as truncated, per call, like the real encoders' ``last_truncated``."""
+
+    def encode(self, texts, is_query, batch_size=32, as_containers=False):
+        self.last_truncated = sum(len(t.split()) > 2 for t in texts)
+        return super().encode(texts, is_query, batch_size, as_containers)
+
+
+class CrossEncoder:
+    """A multi-label cross-encoder stub (the class name is what Reranker recognises)."""
+
+    num_labels, label_index = 3, None
+
+    def predict(self, pairs, batch_size=32):
+        return [float(len(d)) for _, d in pairs]
+
+
+def _use_model(monkeypatch, model, fmt="colbert"):
+    """Make ``fusedscore.encoders`` load ``model`` (detected as ``fmt``) without transformers."""
+    mod = types.ModuleType("fusedscore.encoders")
+    mod.load = lambda path, device=None, **kw: model
+    mod.detect_format = lambda path: fmt
+    monkeypatch.setitem(sys.modules, "fusedscore.encoders", mod)
+
+
 @pytest.fixture
 def fake_model(monkeypatch, tmp_path):
-    mod = types.ModuleType("fusedscore.encoders")
-    mod.load = lambda path, device=None: ColBERT()
-    monkeypatch.setitem(sys.modules, "fusedscore.encoders", mod)
+    _use_model(monkeypatch, ColBERT())
     d = tmp_path / "model"
     d.mkdir()
     return str(d)
@@ -85,7 +121,9 @@ def test_cli_both_forms_top_k_and_summary(fake_model, tmp_path, capsys):
                                       # Python's json reads these, but the output (allow_nan=False) cannot hold them
                                       ('{"query": "a", "documents": ["b"], "meta": NaN}', "bad JSON \\(NaN"),
                                       ('{"query": "a", "documents": ["b"], "w": -Infinity}', "bad JSON \\(-Infinity"),
-                                      ('{"query": "a", "documents": ["b"], "w": 1e999}', "bad JSON \\(1e999")])
+                                      ('{"query": "a", "documents": ["b"], "w": 1e999}', "bad JSON \\(1e999"),
+                                      # json's parser recurses per bracket: RecursionError, not JSONDecodeError
+                                      ("[" * 100_000, "bad JSON \\(nested too deeply\\)")])
 def test_cli_bad_line_keeps_the_lines_before(fake_model, tmp_path, capsys, bad, why, per_batch):
     inp = _write(tmp_path / "in.jsonl", [json.dumps(ROWS_A[0]), "", json.dumps(ROWS_B[0]), bad, json.dumps(ROWS_A[0])])
     out = str(tmp_path / "out.jsonl")
@@ -95,6 +133,143 @@ def test_cli_bad_line_keeps_the_lines_before(fake_model, tmp_path, capsys, bad, 
     assert rc == 2
     assert re.search(f"in.jsonl:4: {why}", err), err
     assert len(_read(out)) == 2  # lines 1 and 3 were scored and written before the error
+
+
+@pytest.mark.parametrize("per_batch", ["1", "64"])
+def test_cli_invalid_utf8_is_a_bad_line_and_keeps_the_lines_before(fake_model, tmp_path, capsys, per_batch):
+    # the file used to be read in text mode: a UnicodeDecodeError traceback, no line number, 0 lines written
+    ok = json.dumps(ROWS_A[0]).encode()
+    inp = tmp_path / "in.jsonl"
+    inp.write_bytes(b"\n".join([ok, ok, b'{"query": "caf\xe9", "documents": []}', ok]) + b"\n")
+    out = str(tmp_path / "out.jsonl")
+    rc = cli.main(["rerank", "--model", fake_model, "--input", str(inp), "--output", out, "--queries-per-batch",
+                   per_batch, "--no-progress"])
+    captured = capsys.readouterr()
+    assert rc == 2
+    assert "in.jsonl:3: must be UTF-8, got the byte 0xe9 at column 15 (2 queries before it were written" in captured.err
+    assert len(_read(out)) == 2 and "2 queries, 6 pairs in" in captured.out
+
+
+def test_iter_rows_read_error_names_its_line():
+    def lines():
+        yield '{"query": "a", "documents": []}'
+        yield ""
+        raise OSError(5, "Input/output error")
+
+    rows = iter_rows(lines())
+    assert next(rows)[0] == 1
+    with pytest.raises(BadLine, match=r"line 3: cannot be read \(OSError: \[Errno 5\] Input/output error\)"):
+        next(rows)
+
+
+def test_cli_pending_batches_are_bounded_and_written_in_order(monkeypatch, fake_model, tmp_path, capsys):
+    # the Ray scorer's shape: batches are handed over and collected later, oldest first
+    from fusedscore import cli_rerank
+
+    seen = {"out": 0, "max_out": 0}
+
+    class Deferred(cli_rerank._LocalScorer):
+        max_in_flight = 2
+
+        def submit(self, rows):
+            seen["out"] += 1
+            seen["max_out"] = max(seen["max_out"], seen["out"])
+            return rows
+
+        def result(self, handle):
+            seen["out"] -= 1
+            return super().result(handle)
+
+    monkeypatch.setattr(cli_rerank, "_LocalScorer", Deferred)
+    rows = [{"qid": i, "query": "red fox", "documents": ["fox", "red fox"]} for i in range(9)]
+    inp = _write(tmp_path / "in.jsonl", [json.dumps(r) for r in rows])
+    out = str(tmp_path / "out.jsonl")
+    assert cli.main(["rerank", "--model", fake_model, "--input", inp, "--output", out, "--queries-per-batch", "2",
+                     "--no-progress"]) == 0
+    assert [r["qid"] for r in _read(out)] == list(range(9))
+    assert seen == {"out": 0, "max_out": 3}  # max_in_flight left out after each hand-over, never the whole file
+
+
+def _boom_input(tmp_path):
+    rows = [ROWS_A[0], ROWS_B[0], {"query": "boom", "documents": ["a"]}, ROWS_A[0], ROWS_A[0]]
+    return _write(tmp_path / "in.jsonl", [json.dumps(r) for r in rows])
+
+
+def test_cli_scoring_failure_names_the_lines_and_keeps_earlier_batches(monkeypatch, fake_model, tmp_path, capsys):
+    _use_model(monkeypatch, Failing(RuntimeError("the model ran out of memory")))
+    out = str(tmp_path / "out.jsonl")
+    rc = cli.main(["rerank", "--model", fake_model, "--input", _boom_input(tmp_path), "--output", out,
+                   "--queries-per-batch", "2", "--no-progress"])
+    captured = capsys.readouterr()
+    assert rc == 1
+    assert ("in.jsonl:3-4: scoring failed: RuntimeError: the model ran out of memory (2 queries before them were "
+            "written to") in captured.err
+    assert "Traceback" not in captured.err
+    assert [r.get("qid") for r in _read(out)] == [None, "q7"] and "2 queries, 5 pairs in" in captured.out
+
+
+def test_cli_unexpected_scoring_error_keeps_earlier_batches_and_its_traceback(monkeypatch, fake_model, tmp_path,
+                                                                               capsys):
+    _use_model(monkeypatch, Failing(KeyError("a bug")))
+    out = str(tmp_path / "out.jsonl")
+    with pytest.raises(KeyError, match="a bug"):  # not a model error: the traceback is kept for the bug report
+        cli.main(["rerank", "--model", fake_model, "--input", _boom_input(tmp_path), "--output", out,
+                  "--queries-per-batch", "2", "--no-progress"])
+    assert "in.jsonl:3-4: scoring failed: KeyError: 'a bug'" in capsys.readouterr().err
+    assert len(_read(out)) == 2
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--batch-size", "0"], "--batch-size must be > 0, got 0"),
+    (["--queries-per-batch", "0"], "--queries-per-batch must be > 0, got 0"),
+    (["--max-memory", "-1"], "--max-memory must be > 0, got -1"),
+    (["--weights", "0.5,x"], "--weights must be comma-separated numbers, one per signal .*, got '0.5,x'"),
+    (["--weights", "1,2"], r"Reranker: weights must have one entry per signal \['colbert'\], got 2"),
+    (["--mode", "dense"], r"Reranker: mode must be one of \['colbert'\] for a ColBERT, got 'dense'"),
+    (["--label-index", "-1"], "--label-index must be >= 0, got -1"),
+    (["--label-index", "1"], "label_index must be None for a colbert model .*, got 1"),
+    (["--concurrency", "2"], "--concurrency must come with --ray .*, got --concurrency 2 without it"),
+    (["--num-gpus", "1"], "--num-gpus must come with --ray"),
+    (["--ray", "--num-cpus", "0"], "--num-cpus must be a number > 0, got 0"),
+    (["--ray", "--num-gpus", "nan"], "--num-gpus must be a number >= 0, got nan"),
+    (["--ray", "--concurrency", "0"], "--concurrency must be > 0, got 0"),
+])
+def test_cli_argument_and_model_errors_are_one_message(fake_model, tmp_path, capsys, extra, match):
+    inp = _write(tmp_path / "in.jsonl", [json.dumps(ROWS_A[0])])
+    out = tmp_path / "out.jsonl"
+    rc = cli.main(["rerank", "--model", fake_model, "--input", inp, "--output", str(out), "--no-progress", *extra])
+    err = capsys.readouterr().err
+    assert rc == 2 and re.search(f"fusedscore rerank: error: .*{match}", err), err
+    assert "Traceback" not in err and not out.exists()  # nothing was written, not even an empty file
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message for a machine without CUDA")
+def test_cli_cuda_without_a_gpu(fake_model, tmp_path, capsys):
+    inp = _write(tmp_path / "in.jsonl", [json.dumps(ROWS_A[0])])
+    assert cli.main(["rerank", "--model", fake_model, "--input", inp, "--output", str(tmp_path / "o"),
+                     "--device", "cuda"]) == 2
+    assert "--device must be a device torch can use, got 'cuda' with no CUDA GPU visible" in capsys.readouterr().err
+
+
+def test_cli_multi_label_cross_encoder_needs_label_index(monkeypatch, fake_model, tmp_path, capsys):
+    _use_model(monkeypatch, CrossEncoder(), fmt="cross")
+    inp = _write(tmp_path / "in.jsonl", [json.dumps(ROWS_A[0])])
+    assert cli.main(["rerank", "--model", fake_model, "--input", inp, "--output", str(tmp_path / "o")]) == 2
+    assert ("--label-index must be given for a cross-encoder with num_labels=3 (which logit column is the "
+            "relevance score?), got none") in capsys.readouterr().err
+
+
+def test_cli_summary_counts_truncated_inputs_and_quiet(monkeypatch, fake_model, tmp_path, capsys):
+    _use_model(monkeypatch, Truncating())
+    rows = [{"query": "a b c", "documents": ["x y z w", "x", "x y z w"]}, {"query": "a", "documents": ["p q r"]}]
+    inp = _write(tmp_path / "in.jsonl", [json.dumps(r) for r in rows])
+    out = str(tmp_path / "out.jsonl")
+    # one batch per row: 2 (query + its one distinct long doc) + 1 (the doc) truncated inputs in all
+    assert cli.main(["rerank", "--model", fake_model, "--input", inp, "--output", out, "--quiet",
+                     "--queries-per-batch", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "2 queries, 4 pairs in" in captured.out and "pairs/s, 3 inputs truncated) -> " in captured.out
+    assert captured.err == ""  # --quiet: no progress bar
 
 
 def test_cli_bad_arguments(fake_model, tmp_path, capsys):
@@ -147,3 +322,25 @@ def test_cli_with_a_real_tiny_cross_encoder(tmp_path, capsys):
     got = _read(out)[0]["results"]
     peer = st_ce(path, device="cpu").rank(TEXTS[0], TEXTS[1:])
     assert [x["corpus_id"] for x in got] == [x["corpus_id"] for x in peer]
+
+
+@pytest.mark.encoders
+def test_cli_label_index_with_a_real_multi_label_cross_encoder(tmp_path, capsys):
+    pytest.importorskip("fusedscore.encoders")
+    from fusedscore.encoders import CrossEncoder as FSCrossEncoder
+    from fusedscore.testing.tiny_models import TEXTS, build_cross_encoder
+
+    path = str(build_cross_encoder(tmp_path / "ce3", num_labels=3))
+    inp = _write(tmp_path / "in.jsonl", [json.dumps({"query": TEXTS[0], "documents": TEXTS[1:]})])
+    out = str(tmp_path / "out.jsonl")
+    args = ["rerank", "--model", path, "--input", inp, "--output", out, "--no-progress"]
+    assert cli.main(args) == 2  # which of the 3 logits is relevance: the user says, never a guess
+    assert "--label-index must be given for a cross-encoder with num_labels=3" in capsys.readouterr().err
+    assert cli.main([*args, "--label-index", "3"]) == 2
+    assert "label_index must be an int in [0, 3), got 3" in capsys.readouterr().err
+    assert cli.main([*args, "--label-index", "2"]) == 0
+    ce = FSCrossEncoder.from_pretrained(path, device="cpu", label_index=2)
+    scores = ce.predict([[TEXTS[0], d] for d in TEXTS[1:]])
+    got = _read(out)[0]["results"]
+    assert [x["corpus_id"] for x in got] == sorted(range(len(scores)), key=lambda i: -scores[i])
+    assert [x["score"] for x in got] == pytest.approx(sorted(scores.tolist(), reverse=True), rel=1e-5)

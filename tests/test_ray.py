@@ -5,7 +5,9 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -184,7 +186,7 @@ def test_cli_ray_writes_what_the_local_run_writes(cluster, tmp_path, capsys):
     inp = tmp_path / "in.jsonl"
     inp.write_text("\n".join(lines) + "\n")
     outs = {}
-    for name, extra in (("local", []), ("ray", ["--ray"])):
+    for name, extra in (("local", []), ("ray", ["--ray", "--concurrency", "2", "--num-cpus", "1"])):
         outs[name] = tmp_path / f"{name}.jsonl"
         rc = cli.main(["rerank", "--model", model, "--input", str(inp), "--output", str(outs[name]), "--top-k", "3",
                        "--queries-per-batch", "2", "--no-progress", *extra])
@@ -198,6 +200,57 @@ def test_cli_ray_writes_what_the_local_run_writes(cluster, tmp_path, capsys):
     for lo, ro in zip(local_rows, ray_rows):  # same order, same fields, same rankings
         assert {k: v for k, v in ro.items() if k != "results"} == {k: v for k, v in lo.items() if k != "results"}
         _assert_same_ranking(ro["results"], lo["results"], str(lo.get("qid")))
+
+
+def test_cli_ray_streams_in_order_and_stops_at_a_bad_byte(cluster, colbert_dir, tmp_path, capsys):
+    # one worker, one row per batch: 2 batches in flight at most while the driver reads on; the invalid
+    # UTF-8 on line 6 stops it there as locally, every line before it scored and written in input order
+    after = b'{"query": "never read", "documents": []}'
+    lines = [json.dumps(r).encode() for r in _rows("objects", n=5)] + [b'{"query": "\xff"}', after]
+    inp = tmp_path / "in.jsonl"
+    inp.write_bytes(b"\n".join(lines) + b"\n")
+    outs = {}
+    for name, extra in (("local", []), ("ray", ["--ray", "--concurrency", "1"])):
+        outs[name] = tmp_path / f"{name}.jsonl"
+        rc = cli.main(["rerank", "--model", colbert_dir, "--input", str(inp), "--output", str(outs[name]),
+                       "--queries-per-batch", "1", "--no-progress", *extra])
+        captured = capsys.readouterr()
+        assert rc == 2, captured.err
+        assert "in.jsonl:6: must be UTF-8, got the byte 0xff at column 12 (5 queries before it" in captured.err
+    assert b"never read" not in outs["ray"].read_bytes()
+    assert outs["ray"].read_text() == outs["local"].read_text()  # the same code writes both, byte for byte
+
+
+@pytest.mark.parametrize("extra, match", [
+    # the model loads on the workers only: its error comes back from there as one message
+    (["--weights", "1,2"], r"--ray: a worker could not set up the model: ValueError: Reranker: weights must have "
+                           r"one entry per signal \['colbert'\], got 2"),
+    (["--label-index", "0"], r"--ray: a worker could not set up the model: ValueError: load_model: label_index "
+                             r"must be None for a colbert model"),
+    # 2 CPUs, no GPU: no worker of one GPU fits, and without --concurrency nothing would ever start
+    (["--num-gpus", "1"], r"--ray: the cluster must fit one worker of --num-cpus 1 --num-gpus 1, got 2 CPUs and "
+                          r"0 GPUs"),
+])
+def test_cli_ray_setup_errors_are_one_message(cluster, colbert_dir, tmp_path, capsys, extra, match):
+    inp = tmp_path / "in.jsonl"
+    inp.write_text("\n".join(json.dumps(r) for r in _rows("objects", n=2)) + "\n")
+    out = tmp_path / "out.jsonl"
+    rc = cli.main(["rerank", "--model", colbert_dir, "--input", str(inp), "--output", str(out), "--ray",
+                   "--no-progress", *extra])
+    err = capsys.readouterr().err
+    assert rc == 2 and re.search(f"fusedscore rerank: error: {match}", err), err
+    assert "Traceback" not in err and out.read_text() == ""
+    assert _cpus_free_again(2)  # its workers were killed: the cluster is free for the next job
+
+
+def _cpus_free_again(n: int, timeout_s: float = 10.0) -> bool:
+    """ray.kill is asynchronous: the killed actors' CPUs come back a moment later."""
+    deadline = time.monotonic() + timeout_s
+    while ray.available_resources().get("CPU", 0) < n:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def test_ray_bench_rows(cluster, colbert_dir):

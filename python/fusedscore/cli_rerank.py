@@ -13,9 +13,17 @@ Output, one line per input line, in input order, every other input field passed 
 
 Results are sorted best first and cut to ``--top-k``. A score of ``-inf`` (a document with no scoreable
 token) is written as ``null``: JSON has no infinity. Rows are scored in batches of ``--queries-per-batch``
-(one kernel call each) and written as soon as they are scored; a bad line (bad JSON, a missing or
-mistyped field) stops the run with ``<file>:<line>: <why>`` after every line before it has been scored
-and written, and exit status 2.
+(one kernel call each) and written as soon as they are scored. Errors:
+
+- a bad line (bad JSON, invalid UTF-8, a missing or mistyped field) stops the run with
+  ``<file>:<line>: <why>`` after every line before it has been scored and written: exit status 2;
+- scoring that fails (the model raised) stops it with ``<file>:<first>-<last>: scoring failed: <why>``
+  naming the lines of the failing batch, every batch before it written: exit status 1;
+- a bad argument or a model that cannot be used (not loadable, ``--weights`` that do not fit its signals,
+  a multi-label cross-encoder without ``--label-index``) is reported before any line is read: exit status 2.
+
+The summary line on stdout counts queries, pairs, pairs/s and the inputs the encoders truncated to the
+model's length limit.
 """
 
 from __future__ import annotations
@@ -26,9 +34,14 @@ import math
 import os
 import sys
 import time
-from typing import Any, Iterator
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
-__all__ = ["register", "run", "rerank_rows", "parse_row", "iter_rows", "BadLine"]
+__all__ = ["register", "run", "rerank_rows", "score_lines", "load_model", "parse_weights", "parse_row", "iter_rows",
+           "BadLine", "SetupError"]
+
+_PROG = "fusedscore rerank"
 
 
 class BadLine(ValueError):
@@ -37,6 +50,10 @@ class BadLine(ValueError):
     def __init__(self, lineno: int, why: str):
         super().__init__(f"line {lineno}: {why}")
         self.lineno, self.why = lineno, why
+
+
+class SetupError(RuntimeError):
+    """The scorer could not start (model, arguments or cluster): reported before any line is written, exit 2."""
 
 
 def parse_row(obj: Any, lineno: int = 0) -> dict[str, Any]:
@@ -109,6 +126,16 @@ def rerank_rows(reranker: Any, rows: list[dict[str, Any]], *, top_k: int | None 
     return out
 
 
+def score_lines(reranker: Any, rows: list[dict[str, Any]], *, top_k: int | None = None, batch_size: int = 32,
+                return_documents: bool = False) -> tuple[list[str], int]:
+    """``rerank_rows`` as the output JSON lines (no newline), and how many inputs the encoders truncated
+    (``reranker.last_truncated``, 0 when the reranker does not count). The local run and the Ray workers
+    both write through this, so their files are identical."""
+    out = rerank_rows(reranker, rows, top_k=top_k, batch_size=batch_size, return_documents=return_documents)
+    return ([json.dumps(o, ensure_ascii=False, allow_nan=False) for o in out],
+            int(getattr(reranker, "last_truncated", 0)))
+
+
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -121,8 +148,27 @@ def _finite_float(text: str) -> float:
 
 
 def iter_rows(lines: Any) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(lineno, validated row) for each non-blank line; raises ``BadLine`` at the first bad one."""
-    for lineno, line in enumerate(lines, 1):
+    """(lineno, validated row) for each non-blank line; raises ``BadLine`` at the first bad one.
+
+    ``lines`` holds str, or bytes (a file opened ``"rb"``) decoded here one line at a time as strict UTF-8:
+    a text-mode file decodes ahead in chunks, so its UnicodeDecodeError has no usable line number.
+    """
+    it = iter(lines)
+    lineno = 0
+    while True:
+        lineno += 1
+        try:
+            line = next(it)
+        except StopIteration:
+            return
+        except OSError as e:  # the file itself failed (I/O error, network filesystem): where it stopped
+            raise BadLine(lineno, f"cannot be read ({type(e).__name__}: {e})") from e
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise BadLine(lineno, f"must be UTF-8, got the byte 0x{line[e.start]:02x} at column "
+                                      f"{e.start + 1}") from None
         if not line.strip():
             continue
         try:
@@ -131,6 +177,8 @@ def iter_rows(lines: Any) -> Iterator[tuple[int, dict[str, Any]]]:
             raise BadLine(lineno, f"bad JSON ({e.msg} at column {e.colno})") from None
         except ValueError as e:  # NaN / Infinity: Python reads them, the output (strict JSON) could not hold them
             raise BadLine(lineno, f"bad JSON ({e})") from None
+        except RecursionError:  # json's recursive parser on thousands of nested brackets
+            raise BadLine(lineno, "bad JSON (nested too deeply)") from None
         yield lineno, parse_row(obj, lineno)
 
 
@@ -139,71 +187,235 @@ def _count_lines(path: str) -> int:
         return sum(1 for line in f if line.strip())
 
 
-def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+def load_model(model_dir: str, *, device: Any = None, label_index: int | None = None) -> Any:
+    """``fusedscore.encoders.load(model_dir, device=device)``; ``label_index`` (the logit column a multi-label
+    cross-encoder ranks by) is passed to a cross-encoder only, the one format that has such columns.
 
+    Raises:
+        ValueError: ``label_index`` for a model that is not a cross-encoder, or out of range; the loaders' errors.
+    """
+    if label_index is None:
+        from .encoders import load
+
+        return load(model_dir, device=device)
+    from .encoders import detect_format, load
+
+    fmt = detect_format(model_dir)
+    if fmt != "cross":
+        raise ValueError(f"load_model: label_index must be None for a {fmt} model (it picks a cross-encoder's "
+                         f"logit column), got {label_index}")
+    return load(model_dir, device=device, label_index=label_index)
+
+
+def parse_weights(text: str | None) -> list[float] | None:
+    """``--weights`` "0.4,0.2,0.4" -> [0.4, 0.2, 0.4] (None -> None). Raises ValueError naming the flag."""
+    if text is None:
+        return None
+    try:
+        return [float(w) for w in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--weights must be comma-separated numbers, one per signal (e.g. 0.4,0.2,0.4), "
+                         f"got {text!r}") from None
+
+
+def _check_args(args: argparse.Namespace) -> str | None:
+    """The first argument error, as a message (None: none). Checked before a model or a line is read."""
+    if not os.path.isdir(args.model):
+        return f"--model must be a model directory, got {args.model!r}"
+    if not os.path.isfile(args.input):
+        return f"--input must be a JSONL file, got {args.input!r}"
+    if os.path.exists(args.output) and os.path.samefile(args.input, args.output):  # "w" would truncate the input
+        return f"--output must not be the --input file, got {args.output!r}"
+    for flag, v in (("--top-k", args.top_k), ("--batch-size", args.batch_size),
+                    ("--queries-per-batch", args.queries_per_batch), ("--max-memory", args.max_memory),
+                    ("--concurrency", args.concurrency)):
+        if v is not None and v <= 0:
+            return f"{flag} must be > 0, got {v}"
+    if args.label_index is not None and args.label_index < 0:
+        return f"--label-index must be >= 0, got {args.label_index}"
+    for flag, v, low in (("--num-cpus", args.num_cpus, "> 0"), ("--num-gpus", args.num_gpus, ">= 0")):
+        if v is not None and (not math.isfinite(v) or v < 0 or (v == 0 and low == "> 0")):
+            return f"{flag} must be a number {low}, got {v:g}"
+    if args.ray is None:
+        for flag, v in (("--concurrency", args.concurrency), ("--num-cpus", args.num_cpus),
+                        ("--num-gpus", args.num_gpus)):
+            if v is not None:
+                return f"{flag} must come with --ray (it sizes the Ray workers), got {flag} {v:g} without it"
+    try:
+        parse_weights(args.weights)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+def _local_reranker(args: argparse.Namespace) -> Any:
+    """The Reranker of a local run; SetupError (a message for the user) when the model or options cannot work."""
     from .reranker import Reranker
 
-    prog = "fusedscore rerank"
-    if not os.path.isdir(args.model):
-        print(f"{prog}: error: --model must be a model directory, got {args.model!r}", file=sys.stderr)
-        return 2
-    if not os.path.isfile(args.input):
-        print(f"{prog}: error: --input must be a JSONL file, got {args.input!r}", file=sys.stderr)
-        return 2
-    if os.path.exists(args.output) and os.path.samefile(args.input, args.output):  # "w" would truncate the input
-        print(f"{prog}: error: --output must not be the --input file, got {args.output!r}", file=sys.stderr)
-        return 2
-    if args.top_k is not None and args.top_k <= 0:
-        print(f"{prog}: error: --top-k must be > 0, got {args.top_k}", file=sys.stderr)
-        return 2
-    if getattr(args, "ray", None) is not None:  # the same job on a Ray cluster (issue 7)
-        from .integrations.ray import run_cli
+    if str(args.device or "").startswith("cuda"):
+        import torch
 
-        return run_cli(args)
-    from .encoders import load
+        if not torch.cuda.is_available():  # else: an AssertionError from deep inside model.to()
+            raise SetupError(f"--device must be a device torch can use, got {args.device!r} with no CUDA GPU visible")
+    try:
+        model = load_model(args.model, device=args.device, label_index=args.label_index)
+    except (ValueError, TypeError, OSError, RuntimeError) as e:
+        raise SetupError(f"--model {args.model!r} cannot be used: {e}") from e
+    n = getattr(model, "num_labels", None)
+    if n is not None and n != 1 and getattr(model, "label_index", None) is None:
+        raise SetupError(f"--label-index must be given for a cross-encoder with num_labels={n} (which logit column "
+                         f"is the relevance score?), got none")
+    try:
+        return Reranker(model, mode=args.mode, weights=parse_weights(args.weights), normalize=args.normalize,
+                        fusion=args.fusion, max_memory=args.max_memory, device=args.device)
+    except (ValueError, TypeError) as e:  # --mode, --weights that do not fit this model's signals
+        raise SetupError(str(e)) from e
 
-    model = load(args.model, device=args.device)
-    weights = [float(w) for w in args.weights.split(",")] if args.weights else None
-    reranker = Reranker(model, mode=args.mode, weights=weights, normalize=args.normalize, fusion=args.fusion,
-                        max_memory=args.max_memory, device=args.device)
-    total = _count_lines(args.input)
-    n_queries = n_pairs = 0
+
+class _LocalScorer:
+    """Scores in this process. The interface the driver loop uses (``integrations.ray.RayScorer`` has it too):
+    ``submit(rows) -> handle``, ``result(handle) -> (lines, truncated)``, ``describe(error)``, ``close()``,
+    ``max_in_flight`` batches left pending after a submit and ``reported``, the error types shown as a message
+    alone. ``submit`` only queues, so that a failure is raised by ``result``, where it is tied to its lines."""
+
+    max_in_flight = 0
+    reported: tuple[type[BaseException], ...] = (ValueError, TypeError, RuntimeError, OSError, MemoryError)
+
+    def __init__(self, reranker: Any, args: argparse.Namespace):
+        self.reranker = reranker
+        self.options = dict(top_k=args.top_k, batch_size=args.batch_size, return_documents=args.return_documents)
+
+    def submit(self, rows: list[dict[str, Any]]) -> Any:
+        return rows
+
+    def result(self, handle: Any) -> tuple[list[str], int]:
+        return score_lines(self.reranker, handle, **self.options)
+
+    def describe(self, e: BaseException) -> str:
+        return f"{type(e).__name__}: {e}"
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class _Pending:
+    first: int  # line numbers of the batch's first and last rows
+    last: int
+    rows: int
+    pairs: int
+    handle: Any
+
+
+class _ScoringFailed(Exception):
+    def __init__(self, pending: _Pending, error: BaseException):
+        super().__init__(f"lines {pending.first}-{pending.last}: {error}")
+        self.pending, self.error = pending, error
+
+
+def _run_job(args: argparse.Namespace, total: int, make_scorer: Callable[[], Any], on: str) -> int:
+    """Read, validate, score (``make_scorer()``, started at the first valid batch) and write in input order."""
+    from tqdm import tqdm
+
+    n_queries = n_pairs = n_truncated = 0
+    scorer: Any = None
+    queue: deque[_Pending] = deque()
+    batch: list[tuple[int, dict[str, Any]]] = []
+    bad: BadLine | None = None
+    status, reraise = 0, None
     t0 = time.perf_counter()
-    status = 0
-    with open(args.input, encoding="utf-8") as fin, open(args.output, "w", encoding="utf-8") as fout, \
+    with open(args.input, "rb") as fin, open(args.output, "w", encoding="utf-8") as fout, \
             tqdm(total=total, unit="query", desc="rerank", disable=args.no_progress or None, file=sys.stderr) as bar:
-        batch: list[dict[str, Any]] = []
 
-        def flush() -> None:
-            nonlocal n_queries, n_pairs
+        def submit() -> None:
+            nonlocal scorer
             if not batch:
                 return
-            for o in rerank_rows(reranker, batch, top_k=args.top_k, batch_size=args.batch_size,
-                                 return_documents=args.return_documents):
-                fout.write(json.dumps(o, ensure_ascii=False, allow_nan=False) + "\n")
-            fout.flush()
-            n_queries += len(batch)
-            n_pairs += sum(len(r["_texts"]) for r in batch)
-            bar.update(len(batch))
+            if scorer is None:  # no worker starts for a file whose first line is bad
+                scorer = make_scorer()
+            rows = [r for _, r in batch]
+            queue.append(_Pending(batch[0][0], batch[-1][0], len(rows), sum(len(r["_texts"]) for r in rows),
+                                  scorer.submit(rows)))
             batch.clear()
 
+        def drain(keep: int) -> None:
+            nonlocal n_queries, n_pairs, n_truncated
+            while len(queue) > keep:
+                p = queue.popleft()  # oldest first: the output is in input order and always a prefix of it
+                try:
+                    lines, truncated = scorer.result(p.handle)
+                except Exception as e:
+                    raise _ScoringFailed(p, e) from e
+                fout.write("".join(s + "\n" for s in lines))
+                fout.flush()
+                n_queries, n_pairs, n_truncated = n_queries + p.rows, n_pairs + p.pairs, n_truncated + truncated
+                bar.update(p.rows)
+
         try:
-            for _, row in iter_rows(fin):
-                batch.append(row)
-                if len(batch) >= args.queries_per_batch:
-                    flush()
-        except BadLine as e:
-            flush()  # everything before the bad line is scored and written first
-            print(f"{prog}: error: {args.input}:{e.lineno}: {e.why} ({n_queries} queries before it were "
-                  f"written to {args.output})", file=sys.stderr)
+            try:
+                for lineno, row in iter_rows(fin):
+                    batch.append((lineno, row))
+                    if len(batch) >= args.queries_per_batch:
+                        submit()
+                        drain(scorer.max_in_flight)
+            except BadLine as e:
+                bad = e
+            except (SetupError, _ScoringFailed):
+                raise
+            except Exception:  # not a bad line but a bug: the lines read before it are still scored and written
+                submit()
+                drain(0)
+                raise
+            submit()  # everything before the end (or the bad line) is scored and written
+            drain(0)
+        except SetupError as e:
+            print(f"{_PROG}: error: {e}", file=sys.stderr)
             status = 2
-        else:
-            flush()
+        except _ScoringFailed as f:
+            p = f.pending
+            span = f"{p.first}" if p.first == p.last else f"{p.first}-{p.last}"
+            print(f"{_PROG}: error: {args.input}:{span}: scoring failed: {scorer.describe(f.error)} ({n_queries} "
+                  f"queries before them were written to {args.output})", file=sys.stderr)
+            status = 1
+            if not isinstance(f.error, scorer.reported):  # a bug, not a model error: keep its traceback
+                reraise = f.error
+        finally:
+            if scorer is not None:
+                scorer.close()
+    if bad is not None:
+        print(f"{_PROG}: error: {args.input}:{bad.lineno}: {bad.why} ({n_queries} queries before it were "
+              f"written to {args.output})", file=sys.stderr)
+        status = status or 2
     dt = time.perf_counter() - t0
-    print(f"{prog}: {n_queries} queries, {n_pairs} pairs in {dt:.2f} s ({n_pairs / dt if dt > 0 else 0.0:.1f} pairs/s)"
-          f" -> {args.output}")
+    print(f"{_PROG}: {n_queries} queries, {n_pairs} pairs in {dt:.2f} s ({n_pairs / dt if dt > 0 else 0.0:.1f} "
+          f"pairs/s, {n_truncated} inputs truncated){on} -> {args.output}")
+    if reraise is not None:
+        raise reraise
     return status
+
+
+def run(args: argparse.Namespace) -> int:
+    msg = _check_args(args)
+    if msg is not None:
+        print(f"{_PROG}: error: {msg}", file=sys.stderr)
+        return 2
+    total = _count_lines(args.input)
+    if args.ray is not None:  # the same job on a Ray cluster (issue 7)
+        from .integrations.ray import RayScorer, _import_ray
+
+        try:
+            ray = _import_ray()
+        except RuntimeError as e:
+            print(f"{_PROG}: error: --ray: {e}", file=sys.stderr)
+            return 2
+        n_batches = -(-total // args.queries_per_batch)
+        return _run_job(args, total, lambda: RayScorer(ray, args, n_batches), " on Ray")
+    try:
+        reranker = _local_reranker(args)
+    except SetupError as e:
+        print(f"{_PROG}: error: {e}", file=sys.stderr)
+        return 2
+    return _run_job(args, total, lambda: _LocalScorer(reranker, args), "")
 
 
 def register(subparsers: Any) -> None:
@@ -222,9 +434,19 @@ def register(subparsers: Any) -> None:
     p.add_argument("--normalize", default="none", choices=["none", "minmax", "zscore", "sigmoid"])
     p.add_argument("--fusion", default="weighted", choices=["weighted", "rrf"])
     p.add_argument("--max-memory", type=int, default=None, help="bytes of embeddings per scoring chunk")
+    p.add_argument("--label-index", type=int, default=None,
+                   help="the logit column a multi-label cross-encoder (num_labels > 1) ranks by")
     p.add_argument("--return-documents", action="store_true", help="include each document's text in the results")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+    p.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true", help="no progress bar")
+    g = p.add_argument_group("Ray", "run the job on a Ray cluster; needs pip install \"fusedscore[ray]\"")
+    g.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="run on a Ray cluster at ADDRESS (e.g. auto, ray://head:10001), or on a new local one when "
-                        "ADDRESS is omitted; needs pip install \"fusedscore[ray]\"")
+                        "ADDRESS is omitted")
+    g.add_argument("--concurrency", type=int, default=None, metavar="N",
+                   help="Ray workers, each with its own copy of the model (default: as many as the cluster's "
+                        "CPUs and GPUs fit, at most one per batch)")
+    g.add_argument("--num-cpus", type=float, default=None, metavar="C",
+                   help="CPUs per Ray worker, also its torch threads (default 1)")
+    g.add_argument("--num-gpus", type=float, default=None, metavar="G",
+                   help="GPUs per Ray worker; fractions share a GPU (default: 1 with --device cuda, else 0)")
     p.set_defaults(func=run)

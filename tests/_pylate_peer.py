@@ -18,4 +18,6 @@ from pylate import models  # noqa: E402
 model_dir, out, is_query = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 texts = json.load(sys.stdin)
 embs = models.ColBERT(model_dir, device="cpu").encode(texts, is_query=is_query, batch_size=3)
+if isinstance(texts, str):  # one text: pylate returns one [L, dim] array; keep it whole, as a list of one
+    embs = [embs]
 np.savez(out, *[np.asarray(e, dtype=np.float32) for e in embs])

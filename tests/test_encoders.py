@@ -6,7 +6,9 @@ tokenizer's own lengths), never from the encoder under test run another way.
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import shutil
 
 import numpy as np
@@ -76,6 +78,37 @@ def test_results_in_input_order_whatever_the_batching(models, batch_size):
     cv = models["colbert"].encode(texts, is_query=False, batch_size=batch_size)
     for i, t in enumerate(texts):
         np.testing.assert_allclose(cv[i], models["colbert"].encode([t], is_query=False)[0], atol=TOL, rtol=0)
+
+
+def test_sorted_batches_cut_where_padding_costs_more_than_a_call():
+    from itertools import combinations
+
+    from fusedscore.encoders._base import sorted_batches
+
+    def cost(batches, lengths, c):
+        return sum(len(b) * lengths[b].max() + c for b in batches)
+
+    rng = np.random.default_rng(0)
+    for trial in range(30):
+        n, bs, c = int(rng.integers(1, 9)), int(rng.integers(1, 5)), float(rng.choice([0.5, 4.0, 64.0]))
+        lengths = rng.integers(1, 60, size=n)
+        got = sorted_batches(lengths, bs, c)
+        flat = np.concatenate(got)
+        assert sorted(flat.tolist()) == list(range(n)) and all(1 <= len(b) <= bs for b in got)
+        assert flat.tolist() == np.argsort(-lengths, kind="stable").tolist()  # longest first, stable
+        # brute force over every way to cut the sorted order into runs of at most bs: the DP is optimal
+        order = np.argsort(-lengths, kind="stable")
+        best = min(cost([order[a:b] for a, b in zip((0, *cut), (*cut, n))], lengths, c)
+                   for k in range(n) for cut in combinations(range(1, n), k)
+                   if all(b - a <= bs for a, b in zip((0, *cut), (*cut, n))))
+        assert cost(got, lengths, c) == pytest.approx(best), (trial, lengths, bs, c)
+    same = np.full(10, 7)
+    assert sorted(len(b) for b in sorted_batches(same, 4, 64.0)) == [2, 4, 4]  # equal lengths: no extra call
+    assert [len(b) for b in sorted_batches(np.arange(10), 4)] == [4, 4, 2]  # None: full batches
+    # one long text among short ones: it gets its own forward call instead of padding 31 others to 500
+    mixed = np.array([500] + [10] * 31)
+    assert [len(b) for b in sorted_batches(mixed, 32, 64.0)] == [1, 31]
+    assert sorted_batches(np.zeros(0, dtype=np.int64), 4, 64.0) == []
 
 
 def test_truncation_is_counted_and_logged(models, caplog):
@@ -187,9 +220,148 @@ def test_bad_directories_raise_clear_errors(dirs, tmp_path):
         encoders.Splade.from_pretrained(dirs["cross"])
 
 
+def _copy_without(src, dst, *names):
+    shutil.copytree(src, dst)
+    for n in names:
+        p = dst / n
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    return dst
+
+
+def _listing(d) -> str:
+    return ", ".join(sorted(p.name for p in d.iterdir()))
+
+
+def test_missing_tokenizer_files_raise_instead_of_an_empty_tokenizer(dirs, tmp_path):
+    # transformers 5 loads a directory without tokenizer files as a 5-token tokenizer: every word [UNK]
+    d = _copy_without(dirs["dense"], tmp_path / "dense_no_tok", "tokenizer.json", "tokenizer_config.json")
+    msg = (f"DenseEncoder.from_pretrained: {str(d)!r} must contain tokenizer files (tokenizer.json, or a vocabulary: "
+           f"vocab.txt, vocab.json + merges.txt or a sentencepiece *.model), got {_listing(d)}")
+    with pytest.raises(ValueError, match=f"^{re.escape(msg)}$"):
+        encoders.load(d)
+    # tokenizer_config.json alone names a class but holds no vocabulary: the same error
+    c = _copy_without(dirs["bgem3"], tmp_path / "bgem3_cfg_only_tok", "tokenizer.json")
+    with pytest.raises(ValueError, match=f"^BGEM3.from_pretrained: {re.escape(repr(str(c)))} must contain tokenizer files"):
+        encoders.BGEM3.from_pretrained(c)
+
+
+def test_tokenizer_larger_than_the_embedding_table_raises(dirs, tmp_path):
+    d = _copy_without(dirs["cross"], tmp_path / "cross_small_vocab")
+    cfg = json.loads((d / "config.json").read_text())
+    n = cfg["vocab_size"]
+    cfg["vocab_size"] = n - 10
+    (d / "config.json").write_text(json.dumps(cfg))
+    msg = (f"CrossEncoder.from_pretrained: the tokenizer of {str(d)!r} must fit the model's embedding table "
+           f"(config.json vocab_size={n - 10}), got {n} tokens; ids past it cannot be embedded")
+    with pytest.raises(ValueError, match=f"^{re.escape(msg)}$"):
+        encoders.load(d)
+
+
+def test_missing_or_corrupt_weights_name_the_file(dirs, tmp_path):
+    d = _copy_without(dirs["splade"], tmp_path / "splade_no_weights", "model.safetensors")
+    msg = (f"Splade.from_pretrained: {str(d)!r} must contain the model weights of a transformers AutoModelForMaskedLM "
+           f"checkpoint (model.safetensors or pytorch_model.bin), got {_listing(d)}")
+    with pytest.raises(FileNotFoundError, match=f"^{re.escape(msg)}$"):
+        encoders.load(d)
+    c = _copy_without(dirs["splade"], tmp_path / "splade_bad_weights")
+    (c / "model.safetensors").write_bytes(b"not safetensors")
+    msg = (f"Splade.from_pretrained: {str(c / 'model.safetensors')!r} must hold the weights of a transformers "
+           "AutoModelForMaskedLM checkpoint, got an unreadable file (SafetensorError: ")
+    with pytest.raises(ValueError, match=f"^{re.escape(msg)}.+\\)$"):
+        encoders.load(c)
+
+
+@pytest.mark.parametrize("head", ["colbert_linear.pt", "sparse_linear.pt"])
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_corrupt_bgem3_head_file_names_it(dirs, tmp_path, head, damage):
+    d = _copy_without(dirs["bgem3"], tmp_path / f"bgem3_{damage}")
+    data = (d / head).read_bytes()
+    (d / head).write_bytes(b"not a torch file" if damage == "garbage" else data[: len(data) // 2])
+    why = ("UnpicklingError: not a torch.save file of tensors" if damage == "garbage" else
+           "RuntimeError: PytorchStreamReader failed reading zip archive: failed finding central directory")
+    msg = (f"BGEM3.from_pretrained: {str(d / head)!r} must be a torch.save'd Linear state dict (FlagEmbedding's "
+           f"BGE-M3 layout), got an unreadable file ({why})")
+    with pytest.raises(ValueError, match=f"^{re.escape(msg)}$"):
+        encoders.load(d)
+
+
+def test_missing_dense_module_names_the_format(dirs, tmp_path):
+    d = _copy_without(dirs["colbert"], tmp_path / "colbert_no_dense", "1_Dense")
+    msg = (f"ColBERT.from_pretrained: modules.json lists a Dense module at '1_Dense', so {str(d / '1_Dense')!r} must "
+           "be a directory with config.json and model.safetensors (PyLate layout), but it is missing")
+    with pytest.raises(FileNotFoundError, match=f"^{re.escape(msg)}$"):
+        encoders.load(d)
+    w = _copy_without(dirs["colbert"], tmp_path / "colbert_no_dense_weights", "1_Dense/model.safetensors")
+    msg = (f"ColBERT.from_pretrained: Dense module {str(w / '1_Dense')!r} must contain model.safetensors or "
+           "pytorch_model.bin (PyLate layout), found neither")
+    with pytest.raises(FileNotFoundError, match=f"^{re.escape(msg)}$"):
+        encoders.load(w)
+    c = _copy_without(dirs["colbert"], tmp_path / "colbert_bad_dense_weights")
+    (c / "1_Dense" / "model.safetensors").write_bytes(b"xx")
+    msg = (f"ColBERT.from_pretrained: {str(c / '1_Dense' / 'model.safetensors')!r} must hold the Dense module's "
+           "weights (PyLate layout), got an unreadable file (SafetensorError: Error while deserializing header: ")
+    with pytest.raises(ValueError, match=f"^{re.escape(msg)}"):
+        encoders.load(c)
+    n = _copy_without(dirs["colbert"], tmp_path / "colbert_narrow_dense")
+    cfg = json.loads((n / "1_Dense" / "config.json").read_text())
+    cfg["in_features"] = 8
+    (n / "1_Dense" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=r"^ColBERT.from_pretrained: Dense weight linear.weight must have shape "
+                                         r"\(16, 8\) to match its config.json \(in_features=8, out_features=16\), "
+                                         r"got \(16, 32\)$"):
+        encoders.load(n)
+    from safetensors.torch import save_file
+
+    save_file({"linear.weight": torch.zeros(16, 8)}, n / "1_Dense" / "model.safetensors")
+    with pytest.raises(ValueError, match=r"^ColBERT.from_pretrained: Dense module 0 must take 32 input features "
+                                         r"\(the previous module's output\), got in_features=8$"):
+        encoders.load(n)
+
+
+def test_missing_pooling_config_names_the_format(dirs, tmp_path):
+    d = _copy_without(dirs["dense"], tmp_path / "dense_no_pooling", "1_Pooling")
+    msg = (f"DenseEncoder.from_pretrained: modules.json lists a Pooling module at '1_Pooling', so "
+           f"{str(d / '1_Pooling' / 'config.json')!r} must exist (sentence-transformers layout: the pooling mode, "
+           "e.g. pooling_mode_mean_tokens), but it is missing")
+    with pytest.raises(FileNotFoundError, match=f"^{re.escape(msg)}$"):
+        encoders.load(d)
+    j = _copy_without(dirs["dense"], tmp_path / "dense_bad_modules")
+    (j / "modules.json").write_text("{not json")
+    msg = (f"encoders: {str(j / 'modules.json')!r} must be a JSON file, got unparseable content "
+           "(Expecting property name enclosed in double quotes: line 1 column 2 (char 1))")
+    with pytest.raises(ValueError, match=f"^{re.escape(msg)}$"):
+        encoders.load(j)
+
+
+def test_single_string_gives_single_results(models):
+    t = T.TEXTS[0]
+    d = models["dense"].encode(t)
+    assert d.shape == (models["dense"].dim,)
+    assert torch.equal(d, models["dense"].encode([t])[0])
+    q = models["colbert"].encode(t, is_query=True)
+    assert isinstance(q, np.ndarray) and q.shape == (models["colbert"].query_length, models["colbert"].dim)
+    np.testing.assert_array_equal(q, models["colbert"].encode([t], is_query=True)[0])
+    mv = models["colbert"].encode(t, is_query=False, as_containers=True)
+    assert isinstance(mv, MultiVectors) and len(mv) == 1
+    sv = models["splade"].encode(t)
+    assert isinstance(sv, SparseVectors) and len(sv) == 1
+    assert sv.to_dicts() == models["splade"].encode([t]).to_dicts()
+    kw = dict(return_sparse=True, return_colbert_vecs=True)
+    one, many = models["bgem3"].encode(t, **kw), models["bgem3"].encode([t], **kw)
+    assert one["dense_vecs"].shape == (32,) and isinstance(one["lexical_weights"], dict)
+    np.testing.assert_array_equal(one["dense_vecs"], many["dense_vecs"][0])
+    assert one["lexical_weights"] == many["lexical_weights"][0]
+    np.testing.assert_array_equal(one["colbert_vecs"], many["colbert_vecs"][0])
+    assert models["bgem3"].encode(t, return_dense=False, return_sparse=True)["dense_vecs"] is None
+    cont = models["bgem3"].encode(t, as_containers=True, **kw)  # containers hold rows: one row, never unwrapped
+    assert cont["dense_vecs"].shape == (1, 32) and len(cont["lexical_weights"]) == 1 and len(cont["colbert_vecs"]) == 1
+    s = models["cross"].predict(("a man", "eats food"))
+    assert isinstance(s, np.float32) and s == models["cross"].predict([("a man", "eats food")])[0]
+
+
 def test_bad_arguments_raise(models):
-    with pytest.raises(TypeError, match=r"texts must be a list of str, got a single str"):
-        models["dense"].encode("a text")
+    with pytest.raises(TypeError, match=r"DenseEncoder.encode: texts must be a str or a list of str, got bytes"):
+        models["dense"].encode(b"a text")
     with pytest.raises(TypeError, match=r"texts\[1\] must be str, got int"):
         models["dense"].encode(["a", 3])
     with pytest.raises(ValueError, match=r"batch_size must be a positive int, got 0"):
@@ -231,5 +403,45 @@ def test_bench_encoders_rows(dirs):
     if len(rows) == 2:  # sentence-transformers installed: its row is the reference
         assert rows[1]["ratio_vs_peer"] == 1.0
         assert rows[0]["ratio_vs_peer"] == pytest.approx(rows[0]["texts_per_s"] / rows[1]["texts_per_s"])
-    with pytest.raises(ValueError, match=r"model_dir must be a dense, splade or bgem3 model, got a cross model"):
-        run(model_dir=str(dirs["cross"]), n_texts=2)
+    cross = run(model_dir=str(dirs["cross"]), n_texts=6, batch_size=4, budget_s=0.05)
+    assert cross[0]["name"] == "cross_predict" and cross[0]["n_texts"] == 6 and cross[0]["status"] == "ok"
+    if len(cross) == 2:  # ST's CrossEncoder on the same pairs, raw logits on both sides
+        assert cross[0]["max_abs_diff"] <= cross[0]["agree_tol"] == 1e-4 and cross[0]["outputs_agree"] is True
+    with pytest.raises(ValueError, match=r"encoders.detect_format: cannot tell the format of .*1_Pooling"):
+        run(model_dir=str(dirs["dense"] / "1_Pooling"), n_texts=2)
+
+
+def test_bench_cli_only_encoders_skips_the_kernel_cases(dirs, tmp_path, capsys):
+    from fusedscore.bench import cli
+
+    out = tmp_path / "enc.json"
+    rc = cli.main(["--only", "encoders", "--encoder-model", str(dirs["splade"]), "--budget", "0.01", "--out", str(out)])
+    assert rc == 0
+    doc = json.loads(out.read_text())
+    assert "results" not in doc and [r["name"] for r in doc["encoders"]][0] == "splade_encode"
+    assert "splade_encode" in capsys.readouterr().out
+    assert cli.main(["--only", "encoders", "--record"]) == 2  # needs the kernel cases
+    assert "do not go with --only" in capsys.readouterr().err
+
+
+def test_bench_colbert_without_the_pylate_side_path_is_one_skipped_row(dirs, monkeypatch):
+    from fusedscore.bench import encoders as E
+
+    monkeypatch.delenv("FUSEDSCORE_PYLATE_ST_PATH", raising=False)
+    rows = E.run(model_dir=str(dirs["colbert"]), n_texts=4, budget_s=0.01)
+    assert len(rows) == 1 and rows[0]["status"] == "skipped" and rows[0]["impl"] == "pylate"
+    assert "FUSEDSCORE_PYLATE_ST_PATH" in rows[0]["note"] or "pylate not installed" in rows[0]["note"]
+
+
+def test_bench_output_comparison_catches_wrong_results():
+    from fusedscore.bench.encoders import _compare, mixed_pairs
+
+    a = [np.zeros((3, 4), np.float32), np.ones((2, 4), np.float32)]
+    assert _compare("colbert", a, [x.copy() for x in a]) == 0.0
+    assert _compare("colbert", a, [a[0], np.ones((3, 4), np.float32)]) == float("inf")  # a token too many
+    assert _compare("colbert", a, [a[0], a[1] + 1e-3]) == pytest.approx(1e-3, rel=1e-3)
+    lex = {"dense_vecs": np.zeros((1, 2)), "colbert_vecs": [np.zeros((1, 2))]}
+    assert _compare("bgem3", {**lex, "lexical_weights": [{"5": 0.5}]}, {**lex, "lexical_weights": [{"6": 0.25}]}) == 0.5
+    assert _compare("cross", np.array([0.5, 1.0]), np.array([0.5, 1.25])) == 0.25
+    pairs = mixed_pairs(20)
+    assert pairs == mixed_pairs(20) and all(isinstance(q, str) and isinstance(d, str) for q, d in pairs)

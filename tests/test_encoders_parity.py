@@ -84,6 +84,29 @@ def test_bgem3_matches_flagembedding(dirs):
     assert ours.last_truncated == sum(len(peer.tokenizer(t)["input_ids"]) > 64 for t in T.TEXTS) > 0
 
 
+def test_bgem3_single_string_matches_flagembedding(dirs):
+    """FlagEmbedding takes one str and unwraps every output: dense [H], one dict, one [L - 1, D_c] array."""
+    fe = pytest.importorskip("FlagEmbedding", reason="FlagEmbedding (peer) not installed")
+    peer = fe.BGEM3FlagModel(str(dirs["bgem3"]), use_fp16=False, devices="cpu", colbert_dim=24)
+    ours = encoders.BGEM3.from_pretrained(dirs["bgem3"], device="cpu")
+    kw = dict(max_length=64, return_dense=True, return_sparse=True, return_colbert_vecs=True)
+    for text in (T.TEXTS[0], ""):
+        ref, got = peer.encode(text, **kw), ours.encode(text, **kw)
+        assert got["dense_vecs"].shape == ref["dense_vecs"].shape == (ours.dim,)
+        assert_close(got["dense_vecs"], ref["dense_vecs"], f"dense_vecs {text!r}")
+        assert isinstance(ref["lexical_weights"], dict) and isinstance(got["lexical_weights"], dict)
+        assert set(got["lexical_weights"]) == set(ref["lexical_weights"])
+        keys = sorted(ref["lexical_weights"])
+        assert_close([got["lexical_weights"][k] for k in keys], [float(ref["lexical_weights"][k]) for k in keys],
+                     f"lexical_weights {text!r}")
+        assert isinstance(got["colbert_vecs"], np.ndarray) and got["colbert_vecs"].ndim == 2
+        assert_close(got["colbert_vecs"], ref["colbert_vecs"], f"colbert_vecs {text!r}")
+    only = dict(max_length=64, return_dense=False, return_sparse=True, return_colbert_vecs=False)
+    ref, got = peer.encode(T.TEXTS[2], **only), ours.encode(T.TEXTS[2], **only)
+    assert ref["dense_vecs"] is None and got["dense_vecs"] is None and got["colbert_vecs"] is None
+    assert set(got["lexical_weights"]) == set(ref["lexical_weights"])
+
+
 def test_bgem3_containers_match_dicts(dirs):
     ours = encoders.BGEM3.from_pretrained(dirs["bgem3"], device="cpu")
     kw = dict(batch_size=4, max_length=64, return_dense=True, return_sparse=True, return_colbert_vecs=True)
@@ -145,6 +168,54 @@ def test_colbert_matches_pylate(dirs, variant, tmp_path):
             assert_close(g, r, f"{variant} is_query={is_query} [{i}]")
 
 
+def test_colbert_single_string_matches_pylate(dirs, tmp_path):
+    """pylate takes one str and returns one [L, dim] array (not a list of one)."""
+    st_path = os.environ.get("FUSEDSCORE_PYLATE_ST_PATH")
+    peer = None if st_path else _pylate_colbert(dirs["colbert"])
+    ours = encoders.ColBERT.from_pretrained(dirs["colbert"], device="cpu")
+    for is_query in (True, False):
+        text = T.TEXTS[2]
+        if st_path:
+            ref = _pylate_in_subprocess(dirs["colbert"], text, is_query, st_path, tmp_path)
+            assert len(ref) == 1  # the helper saves a single result as a list of one
+            ref = ref[0]
+        else:
+            ref = peer.encode(text, is_query=is_query)
+        got = ours.encode(text, is_query=is_query)
+        assert isinstance(got, np.ndarray) and got.ndim == 2
+        assert_close(got, ref, f"single str is_query={is_query}")
+
+
+def test_bench_colbert_case_runs_pylate_in_a_child(dirs):
+    """The bench's pylate child (driven one call at a time) returns pylate's vectors: they agree with ours."""
+    if not os.environ.get("FUSEDSCORE_PYLATE_ST_PATH"):
+        pytest.skip("FUSEDSCORE_PYLATE_ST_PATH (a folder with sentence-transformers 5.3, pylate's pin) is not set")
+    pytest.importorskip("pylate", reason="pylate (peer) not installed")
+    from fusedscore.bench.encoders import run
+
+    rows = run(model_dir=str(dirs["colbert"]), n_texts=12, batch_size=5, budget_s=0.01)
+    assert [r["impl"] for r in rows] == ["fusedscore", "pylate"], rows
+    assert all(r["status"] == "ok" and r["runs"] >= 3 for r in rows)
+    assert rows[0]["max_abs_diff"] <= 1e-4 and rows[0]["outputs_agree"] is True
+    assert rows[1]["note"].startswith("pylate 1.6") and rows[1]["ratio_vs_peer"] == 1.0
+
+
+def test_bench_colbert_case_reports_a_failing_child_in_its_row(dirs, tmp_path, monkeypatch):
+    """A side path without sentence-transformers 5.3: pylate fails to load under 6.x, and the row says so."""
+    pytest.importorskip("pylate", reason="pylate (peer) not installed")
+    import sentence_transformers
+
+    if int(sentence_transformers.__version__.split(".")[0]) < 6:
+        pytest.skip("pylate loads models under this sentence-transformers: the child would not fail")
+    from fusedscore.bench.encoders import run
+
+    monkeypatch.setenv("FUSEDSCORE_PYLATE_ST_PATH", str(tmp_path))  # an empty folder
+    rows = run(model_dir=str(dirs["colbert"]), n_texts=4, budget_s=0.01)
+    assert len(rows) == 1 and rows[0]["status"] == "error" and rows[0]["impl"] == "pylate"
+    assert rows[0]["note"].startswith("colbert_encode: the pylate child interpreter (FUSEDSCORE_PYLATE_ST_PATH) "
+                                      "exited with code 1:\n")
+
+
 def test_colbert_semantics_without_peer(dirs):
     """What pylate does, checked on our side alone (runs where pylate cannot): fixed query length,
     prefix after [CLS], skiplist drops punctuation in documents only, unit vectors."""
@@ -184,6 +255,17 @@ def test_splade_matches_sparse_encoder(dirs, variant):
     assert ours.last_truncated == 1  # the long text only
 
 
+def test_splade_single_string_matches_sparse_encoder(dirs):
+    st = _st()
+    peer = st.SparseEncoder(str(dirs["splade_st"]), device="cpu")
+    ours = encoders.Splade.from_pretrained(dirs["splade_st"], device="cpu")
+    ref = peer.encode_document(T.TEXTS[0])
+    assert ref.dim() == 1  # the peer's single result: one 1-D sparse row; ours: a one-row SparseVectors
+    got = ours.encode(T.TEXTS[0])
+    assert len(got) == 1
+    assert_close(got.to_dense()[0], _sparse_rows(ref), "splade single str")
+
+
 @pytest.mark.parametrize("variant", ["dense", "dense_cls"])
 def test_dense_matches_sentence_transformer(dirs, variant):
     st = _st()
@@ -193,6 +275,27 @@ def test_dense_matches_sentence_transformer(dirs, variant):
     got = ours.encode(T.TEXTS, batch_size=5)
     assert got.dtype == torch.float32 and got.shape == (len(T.TEXTS), ours.dim)
     assert_close(got, ref, variant)
+
+
+def test_dense_single_string_matches_sentence_transformer(dirs):
+    st = _st()
+    peer = st.SentenceTransformer(str(dirs["dense"]), device="cpu")
+    ours = encoders.DenseEncoder.from_pretrained(dirs["dense"], device="cpu")
+    for text in (T.TEXTS[0], ""):
+        ref = peer.encode(text, convert_to_numpy=True)
+        got = ours.encode(text)
+        assert ref.shape == tuple(got.shape) == (ours.dim,)
+        assert_close(got, ref, f"dense single str {text!r}")
+
+
+def test_cross_encoder_single_pair_matches_sentence_transformers(dirs):
+    st = _st()
+    peer = st.CrossEncoder(str(dirs["cross"]), device="cpu")
+    ours = encoders.CrossEncoder.from_pretrained(dirs["cross"], device="cpu")
+    for pair in ((T.TEXTS[0], T.TEXTS[2]), [T.TEXTS[2], T.TEXTS[4]]):
+        ref, got = peer.predict(pair), ours.predict(pair)
+        assert np.ndim(ref) == 0 and isinstance(got, np.float32)  # one pair: one score, not an array
+        assert_close(got, ref, f"single pair {pair[0][:10]!r}")
 
 
 @pytest.mark.parametrize("variant", ["cross", "cross_id"])

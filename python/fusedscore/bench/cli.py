@@ -46,6 +46,8 @@ def _add_bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoders", action="store_true", help="also run the encoder throughput benchmark")
     p.add_argument("--encoder-model", metavar="DIR", help="model directory for --encoders")
     p.add_argument("--rerank", action="store_true", help="also run the end-to-end rerank benchmark")
+    p.add_argument("--only", choices=("encoders", "rerank"),
+                   help="run only this end-to-end benchmark, no kernel cases (--cases then filters its cases)")
 
 
 def register(subparsers: Any) -> None:
@@ -130,6 +132,8 @@ def bench_command(args: argparse.Namespace) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         print("bench: --device cuda needs a CUDA GPU and a CUDA build of torch, got none", file=sys.stderr)
         return 2
+    if getattr(args, "only", None):
+        return _only_command(args, say)
     sweep = args.sweep or bool(args.plot)  # the throughput-vs-length / vs-batch figures need the series
     cases = [*C.default_cases(args.device, args.quick), *C.recall_cases(args.device, args.quick),
              *(C.sweep_cases(args.device, args.quick) if sweep else [])]
@@ -195,6 +199,28 @@ def bench_command(args: argparse.Namespace) -> int:
     if args.plot and not _plot(doc, args.plot, say):
         return 2
     return 1 if doc["errors"] else 0
+
+
+def _only_command(args: argparse.Namespace, say: Callable[[str], None]) -> int:
+    """``--only encoders|rerank``: that benchmark alone; ``--out`` gets its rows with the environment."""
+    from .report import rows_table
+    from .runner import git_info, versions
+    from .timing import thread_info
+
+    if args.record or args.plot:
+        print("bench: --record and --plot need the kernel cases, so they do not go with --only", file=sys.stderr)
+        return 2
+    kwargs = {"device": args.device, "quick": args.quick, "budget_s": args.budget, "cases": args.cases,
+              "model_dir": args.encoder_model}
+    rows = _extra(args.only, f"--only {args.only}", kwargs, say)
+    if rows is None:
+        return 2
+    say("\n".join(rows_table(args.only, rows)))
+    if args.out:
+        _write_json({"git": git_info(), "versions": versions(), "threads": thread_info(),
+                     "options": {"argv": sys.argv[1:]}, args.only: rows}, Path(args.out))
+        say(f"wrote {args.out}")
+    return 1 if any(r.get("status") == "error" for r in rows) else 0
 
 
 def report_command(args: argparse.Namespace) -> int:

@@ -5,7 +5,9 @@ Every encoder runs the same loop:
 1. tokenise all texts at once with the fast tokenizer (Rust, parallel), truncating to an explicit
    ``max_length``; the number of truncated texts is counted from the tokenizer's overflow and reported
    (``last_truncated`` and one log record on the ``fusedscore.encoders`` logger), never silent;
-2. sort texts by token count (longest first) and cut batches, so a batch pads to its own longest text;
+2. sort texts by token count (longest first) and cut batches of at most ``batch_size``, so a batch pads
+   to its own longest text (on the CPU a batch is also split where its padding would cost more than a
+   forward call: ``sorted_batches``);
 3. run each batch under ``torch.inference_mode`` (and fp16/bf16 autocast on CUDA; attention is SDPA);
 4. scatter results back to input order.
 
@@ -20,7 +22,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -29,6 +31,10 @@ log = logging.getLogger("fusedscore.encoders")
 
 _HALF = {torch.float16, torch.bfloat16}
 _UNLIMITED = 10**8  # tokenizers store "no limit" as a huge model_max_length (1e30)
+# A CPU forward call's fixed cost (Python and op dispatch: ~0.3 ms for 2 layers, 1-3 ms for 6) in tokens of
+# work: ~3-30 tokens of all-MiniLM-L6-v2 (~0.3 ms a token on one core), ~200 of a 2-layer hidden-32 model.
+# 64 keeps either within a few percent of its best cut on mixed-length texts, and wrong guesses cost little.
+CPU_FORWARD_TOKENS = 64
 
 
 def resolve_device(device: Any) -> torch.device:
@@ -69,10 +75,14 @@ def check_model_dir(path: Any, where: str) -> Path:
 
 
 def read_json(path: Path, default: Any = None) -> Any:
+    """The parsed file, or ``default`` when it does not exist; a file that is not JSON raises ValueError."""
     if not path.is_file():
         return default
-    with open(path, encoding="utf8") as f:
-        return json.load(f)
+    try:
+        with open(path, encoding="utf8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"encoders: {str(path)!r} must be a JSON file, got unparseable content ({e})") from e
 
 
 def position_limit(config: Any) -> int | None:
@@ -96,15 +106,19 @@ def model_limit(tokenizer: Any, config: Any) -> int | None:
     return min(lims) if lims else None
 
 
-def check_texts(texts: Any, where: str) -> list[str]:
+def check_texts(texts: Any, where: str) -> tuple[list[str], bool]:
+    """(texts as a list, whether a single str was given). A single str is one text, as the peers
+    (sentence-transformers, pylate, FlagEmbedding) take it; each encoder then returns one result."""
     if isinstance(texts, str):
-        raise TypeError(f"{where}: texts must be a list of str, got a single str; wrap it in a list")
+        return [texts], True
+    if isinstance(texts, bytes) or texts is None:
+        raise TypeError(f"{where}: texts must be a str or a list of str, got {type(texts).__name__}")
     if not isinstance(texts, Sequence):
         texts = list(texts)
     for i, t in enumerate(texts):
         if not isinstance(t, str):
             raise TypeError(f"{where}: texts[{i}] must be str, got {type(t).__name__}")
-    return list(texts)
+    return list(texts), False
 
 
 def check_batch_size(batch_size: Any, where: str) -> int:
@@ -145,11 +159,31 @@ def tokenize(tokenizer: Any, texts: list[str], max_length: int | None, *, pairs:
     return Tokenized(ids, tids, truncated)
 
 
-def sorted_batches(lengths: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
-    """Indices of texts, longest first (stable), cut into batches of ``batch_size``."""
+def sorted_batches(lengths: np.ndarray, batch_size: int, overhead_tokens: float | None = None) -> list[np.ndarray]:
+    """Indices of texts, longest first (stable), cut into consecutive batches of at most ``batch_size``.
+
+    ``overhead_tokens`` None: every batch but the last holds ``batch_size`` texts. A number ``c``: the cut
+    minimises (padded tokens + ``c`` per batch) over the sorted order, exactly (a dynamic programme,
+    O(N * batch_size)), so a batch whose texts differ widely in length is split where its padding would
+    cost more than one more forward call; texts of equal lengths never get an extra call.
+    """
     order = np.argsort(-lengths, kind="stable")
-    for s in range(0, len(order), batch_size):
-        yield order[s:s + batch_size]
+    n = len(order)
+    if overhead_tokens is None or n <= 1:
+        return [order[s:s + batch_size] for s in range(0, n, batch_size)]
+    ls = lengths[order].astype(np.float64)
+    best = np.zeros(n + 1)
+    start = np.zeros(n + 1, dtype=np.int64)
+    for i in range(1, n + 1):
+        j = np.arange(max(0, i - batch_size), i)  # batch = sorted[j:i]; its width is ls[j], the longest
+        cost = best[j] + (i - j) * ls[j] + overhead_tokens
+        k = int(np.argmin(cost))
+        best[i], start[i] = cost[k], j[k]
+    cuts, i = [], n
+    while i > 0:
+        cuts.append((int(start[i]), i))
+        i = int(start[i])
+    return [order[a:b] for a, b in reversed(cuts)]
 
 
 def pad_batch(tok: Tokenized, idx: np.ndarray, pad_id: int, device: torch.device, *,
@@ -218,6 +252,12 @@ class EncoderBase:
         if tok.truncated:
             log.warning("%s: truncated %d of %d texts to %s tokens", self.where, tok.truncated, len(tok.ids), limit)
 
+    def _batches(self, lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+        """Length-sorted batches of at most ``batch_size`` texts (``lengths``: padded width per text). On the
+        CPU a batch is split where its padding costs more than a forward call (``CPU_FORWARD_TOKENS``); on
+        CUDA batches stay full, because there per-token work is cheap and kernel launches are not."""
+        return sorted_batches(lengths, batch_size, CPU_FORWARD_TOKENS if self.device.type == "cpu" else None)
+
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.device.type == "cuda" and self.dtype in _HALF:
             return torch.autocast("cuda", dtype=self.dtype)
@@ -241,22 +281,78 @@ class EncoderBase:
         return self
 
 
+# Files that carry a tokenizer's vocabulary. Without one, transformers 5 does not fail: it builds a
+# tokenizer of the special tokens alone, every word becomes [UNK] and encodes return garbage silently.
+VOCAB_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "sentencepiece.bpe.model", "spiece.model",
+               "tokenizer.model", "tekken.json")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def unreadable(e: BaseException) -> bool:
+    """True for the errors a corrupt or truncated weights file raises (safetensors, torch.load's pickle
+    and zip readers), so that callers re-raise those, and only those, naming the file."""
+    import pickle
+
+    from safetensors import SafetensorError
+
+    if isinstance(e, (SafetensorError, pickle.UnpicklingError, EOFError, OSError)):
+        return True
+    return isinstance(e, RuntimeError) and "PytorchStreamReader" in str(e)
+
+
+def describe_error(e: BaseException) -> str:
+    """``Type: first sentence`` of an exception, at most 200 characters (torch.load's messages run to pages)."""
+    first = (str(e).strip().splitlines() or [""])[0].split(". ")[0]
+    if first.startswith("Weights only load failed"):  # its advice (weights_only=False) runs untrusted code
+        first = "not a torch.save file of tensors"
+    return f"{type(e).__name__}: {first[:200]}"
+
+
+def _listing(path: Path) -> str:
+    names = sorted(p.name for p in path.iterdir())
+    return ", ".join(names[:12]) + (f", ... ({len(names)} entries)" if len(names) > 12 else "") if names else "nothing"
+
+
 def load_hf(path: Path, cls_name: str, where: str, **kw: Any) -> tuple[torch.nn.Module, Any]:
-    """(model, fast tokenizer) with SDPA attention; ``cls_name`` is a transformers Auto class name."""
+    """(model, fast tokenizer) with SDPA attention; ``cls_name`` is a transformers Auto class name.
+
+    Raises:
+        ValueError: config.json not JSON; no tokenizer vocabulary file; the tokenizer has more tokens than
+            the model's embedding table (ids past ``vocab_size``); a weights file that cannot be read.
+        FileNotFoundError: no weights file.
+    """
     import transformers
 
+    cfg = read_json(path / "config.json", {})
+    if not any((path / f).is_file() for f in VOCAB_FILES) and not any(path.glob("*.model")):
+        raise ValueError(f"{where}: {str(path)!r} must contain tokenizer files (tokenizer.json, or a vocabulary: "
+                         f"vocab.txt, vocab.json + merges.txt or a sentencepiece *.model), got {_listing(path)}")
+    weights = [f for f in WEIGHT_FILES if (path / f).is_file()]
+    if not weights:
+        raise FileNotFoundError(f"{where}: {str(path)!r} must contain the model weights of a transformers "
+                                f"{cls_name} checkpoint (model.safetensors or pytorch_model.bin), got {_listing(path)}")
     auto = getattr(transformers, cls_name)
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(path))
     except (OSError, ValueError) as e:
-        raise ValueError(f"{where}: {str(path)!r} has no loadable tokenizer (tokenizer.json / tokenizer_config.json): "
-                         f"{e}") from e
+        raise ValueError(f"{where}: the tokenizer files of {str(path)!r} must load with transformers' AutoTokenizer, "
+                         f"got {describe_error(e)}") from e
+    vocab = cfg.get("vocab_size") if isinstance(cfg, dict) else None
+    if isinstance(vocab, int) and len(tokenizer) > vocab:
+        raise ValueError(f"{where}: the tokenizer of {str(path)!r} must fit the model's embedding table "
+                         f"(config.json vocab_size={vocab}), got {len(tokenizer)} tokens; ids past it cannot be embedded")
     kw.setdefault("dtype", torch.float32)  # transformers 5 defaults to the checkpoint dtype; we keep fp32 weights
     try:
-        model = auto.from_pretrained(str(path), attn_implementation="sdpa", **kw)
-    except (ValueError, ImportError) as e:
-        if "sdpa" not in str(e).lower():
+        try:
+            model = auto.from_pretrained(str(path), attn_implementation="sdpa", **kw)
+        except (ValueError, ImportError) as e:
+            if "sdpa" not in str(e).lower():
+                raise
+            log.info("%s: %s has no SDPA attention, using its default attention (%s)", where, path, e)
+            model = auto.from_pretrained(str(path), **kw)
+    except Exception as e:
+        if not unreadable(e):
             raise
-        log.info("%s: %s has no SDPA attention, using its default attention (%s)", where, path, e)
-        model = auto.from_pretrained(str(path), **kw)
+        raise ValueError(f"{where}: {str(path / weights[0])!r} must hold the weights of a transformers {cls_name} "
+                         f"checkpoint, got an unreadable file ({describe_error(e)})") from e
     return model, tokenizer

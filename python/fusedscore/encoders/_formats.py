@@ -19,9 +19,10 @@ from typing import Any
 
 import torch
 
-from ._base import check_model_dir, read_json
+from ._base import check_model_dir, describe_error, read_json, unreadable
 
-__all__ = ["detect_format", "load", "st_modules", "transformer_dir", "DenseLayer", "load_dense_layers"]
+__all__ = ["detect_format", "load", "st_modules", "transformer_dir", "DenseLayer", "load_dense_layers",
+           "check_dense_chain"]
 
 
 def st_modules(path: Path) -> list[dict[str, Any]]:
@@ -78,8 +79,13 @@ class DenseLayer(torch.nn.Module):
         self.activation = _activation(cfg.get("activation_function"), where)
         self.use_residual = bool(cfg.get("use_residual", False))
         self.residual = torch.nn.Linear(fin, fout, bias=False) if self.use_residual and fin != fout else None
-        missing, unexpected = self.load_state_dict(
-            {k: v for k, v in state.items() if k.startswith(("linear.", "residual."))}, strict=False)
+        mine = {k: v for k, v in state.items() if k.startswith(("linear.", "residual."))}
+        for k, want in self.state_dict().items():
+            got = mine.get(k)
+            if got is not None and tuple(got.shape) != tuple(want.shape):
+                raise ValueError(f"{where}: Dense weight {k} must have shape {tuple(want.shape)} to match its config.json "
+                                 f"(in_features={fin}, out_features={fout}), got {tuple(got.shape)}")
+        missing, unexpected = self.load_state_dict(mine, strict=False)
         if missing:
             raise ValueError(f"{where}: Dense weights are missing {missing}")
 
@@ -90,28 +96,56 @@ class DenseLayer(torch.nn.Module):
         return y
 
 
-def _load_state(d: Path, where: str) -> dict[str, torch.Tensor]:
-    if (d / "model.safetensors").is_file():
-        from safetensors.torch import load_file
+def _load_state(d: Path, where: str, layout: str) -> dict[str, torch.Tensor]:
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        f = d / name
+        if not f.is_file():
+            continue
+        try:
+            if name == "model.safetensors":
+                from safetensors.torch import load_file
 
-        return load_file(str(d / "model.safetensors"))
-    if (d / "pytorch_model.bin").is_file():
-        return torch.load(d / "pytorch_model.bin", map_location="cpu", weights_only=True)
-    raise FileNotFoundError(f"{where}: Dense module {str(d)!r} must contain model.safetensors or pytorch_model.bin, "
-                            "found neither")
+                return load_file(str(f))
+            return torch.load(f, map_location="cpu", weights_only=True)
+        except Exception as e:
+            if not unreadable(e):
+                raise
+            raise ValueError(f"{where}: {str(f)!r} must hold the Dense module's weights ({layout}), got an unreadable "
+                             f"file ({describe_error(e)})") from e
+    raise FileNotFoundError(f"{where}: Dense module {str(d)!r} must contain model.safetensors or pytorch_model.bin "
+                            f"({layout}), found neither")
 
 
-def load_dense_layers(path: Path, mods: list[dict[str, Any]], where: str) -> list[DenseLayer]:
-    """Every ``Dense`` module listed in modules.json, in order."""
+def load_dense_layers(path: Path, mods: list[dict[str, Any]], where: str,
+                      layout: str = "sentence-transformers layout") -> list[DenseLayer]:
+    """Every ``Dense`` module listed in modules.json, in order. ``layout`` names the format in errors."""
     layers = []
     for m in mods:
         if _kind(m.get("type", "")) == "Dense":
             d = path / m.get("path", "")
+            if not d.is_dir():
+                raise FileNotFoundError(f"{where}: modules.json lists a Dense module at {m.get('path', '')!r}, so "
+                                        f"{str(d)!r} must be a directory with config.json and model.safetensors "
+                                        f"({layout}), but it is missing")
             cfg = read_json(d / "config.json")
             if cfg is None:
-                raise FileNotFoundError(f"{where}: Dense module {str(d)!r} must contain config.json, which is missing")
-            layers.append(DenseLayer(cfg, _load_state(d, where), where).float().eval())
+                raise FileNotFoundError(f"{where}: Dense module {str(d)!r} must contain config.json ({layout}), "
+                                        "which is missing")
+            if not isinstance(cfg, dict) or not {"in_features", "out_features"} <= set(cfg):
+                raise ValueError(f"{where}: {str(d / 'config.json')!r} must give in_features and out_features "
+                                 f"({layout}), got {sorted(cfg) if isinstance(cfg, dict) else type(cfg).__name__}")
+            layers.append(DenseLayer(cfg, _load_state(d, where, layout), where).float().eval())
     return layers
+
+
+def check_dense_chain(layers: list[DenseLayer], width: int, where: str) -> None:
+    """Each Dense layer must take the previous output's width (the first: ``width``), else encode would fail
+    on the first batch with a bare matmul shape error."""
+    for i, layer in enumerate(layers):
+        if layer.linear.in_features != width:
+            raise ValueError(f"{where}: Dense module {i} must take {width} input features (the previous module's "
+                             f"output), got in_features={layer.linear.in_features}")
+        width = layer.linear.out_features
 
 
 def detect_format(path: Any) -> str:

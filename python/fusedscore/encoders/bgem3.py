@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from ..containers import MultiVectors, SparseVectors
-from ._base import EncoderBase, check_batch_size, check_model_dir, check_texts, load_hf, pad_batch, sorted_batches, tokenize
+from ._base import (EncoderBase, check_batch_size, check_model_dir, check_texts, describe_error, load_hf, pad_batch,
+                    tokenize, unreadable)
 
 __all__ = ["BGEM3"]
 
@@ -30,7 +31,13 @@ HEAD_FILES = ("colbert_linear.pt", "sparse_linear.pt")
 
 
 def _load_linear(file: Path, hidden: int, where: str) -> torch.nn.Linear:
-    state = torch.load(file, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as e:
+        if not unreadable(e):
+            raise
+        raise ValueError(f"{where}: {str(file)!r} must be a torch.save'd Linear state dict (FlagEmbedding's BGE-M3 "
+                         f"layout), got an unreadable file ({describe_error(e)})") from e
     w = state.get("weight") if isinstance(state, dict) else None
     if w is None or w.dim() != 2 or w.shape[1] != hidden:
         got = tuple(w.shape) if isinstance(w, torch.Tensor) else sorted(state) if isinstance(state, dict) else type(state)
@@ -99,14 +106,16 @@ class BGEM3(EncoderBase):
         return self
 
     @torch.inference_mode()
-    def encode(self, texts: list[str], *, batch_size: int = 32, max_length: int | None = None,
+    def encode(self, texts: list[str] | str, *, batch_size: int = 32, max_length: int | None = None,
                return_dense: bool = True, return_sparse: bool = False, return_colbert_vecs: bool = False,
                as_containers: bool = False, show_progress_bar: bool | None = None) -> dict[str, Any]:
         """Encode texts; FlagEmbedding's ``BGEM3FlagModel.encode`` output, or fusedscore containers.
 
         Args:
             texts: N strings. An empty string encodes as ``<s></s>`` (as the peer): a dense vector, no
-                lexical weights, one colbert vector (the ``</s>`` token).
+                lexical weights, one colbert vector (the ``</s>`` token). One str gives single results, as
+                FlagEmbedding: ``dense_vecs`` [H], ``lexical_weights`` one dict, ``colbert_vecs`` one
+                [L - 1, D_c] array; with ``as_containers`` it gives one-row containers and dense [1, H].
             max_length: truncation limit in tokens, capped at the model's limit; None -> ``self.max_length``
                 (from_pretrained's ``max_length``, else the model's limit: 8192 for BGE-M3, the value
                 the API contract names; FlagEmbedding's own default is 512).
@@ -119,7 +128,7 @@ class BGEM3(EncoderBase):
             {"dense_vecs", "lexical_weights", "colbert_vecs"}; a key not requested maps to None.
         """
         where = "BGEM3.encode"
-        texts = check_texts(texts, where)
+        texts, single = check_texts(texts, where)
         batch_size = check_batch_size(batch_size, where)
         if not (return_dense or return_sparse or return_colbert_vecs):
             raise ValueError(f"{where}: at least one of return_dense, return_sparse, return_colbert_vecs must be True")
@@ -131,7 +140,7 @@ class BGEM3(EncoderBase):
         colbert: list[Any] = [None] * n
         sp_rows, sp_ids, sp_w = [], [], []
         unused = torch.tensor(self.unused_token_ids, dtype=torch.int64, device=self.device)
-        batches = list(sorted_batches(tok.lengths, batch_size))
+        batches = self._batches(tok.lengths, batch_size)
         for idx in self._progress(batches, show_progress_bar, "BGEM3 encode"):
             feats = pad_batch(tok, idx, self.pad_id, self.device)
             mask = feats["attention_mask"]
@@ -168,6 +177,8 @@ class BGEM3(EncoderBase):
                                  torch.zeros(1, dtype=torch.int64, device=self.device))
             else:
                 out["colbert_vecs"] = [c.cpu().numpy() for c in colbert]
+        if single and not as_containers:  # FlagEmbedding unwraps every output of a single str
+            out = {k: (None if v is None else v[0]) for k, v in out.items()}
         return out
 
     def _sparse(self, n: int, rows: list, ids: list, w: list) -> SparseVectors:

@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from ._base import EncoderBase, check_batch_size, check_model_dir, load_hf, pad_batch, sorted_batches, tokenize
+from ._base import EncoderBase, check_batch_size, check_model_dir, load_hf, pad_batch, tokenize
 
 __all__ = ["CrossEncoder"]
 
@@ -74,19 +74,20 @@ class CrossEncoder(EncoderBase):
                    max_length=max_length)
 
     @torch.inference_mode()
-    def predict(self, pairs: Sequence[Sequence[str]], *, batch_size: int = 32,
+    def predict(self, pairs: Sequence[Sequence[str]] | Sequence[str], *, batch_size: int = 32,
                 activation: Callable[[torch.Tensor], torch.Tensor] | None = None, label_index: int | None = None,
-                max_length: int | None = None, show_progress_bar: bool | None = None) -> np.ndarray:
+                max_length: int | None = None, show_progress_bar: bool | None = None) -> np.ndarray | np.float32:
         """Score (query, document) pairs.
 
         Args:
-            pairs: N pairs of strings.
+            pairs: N pairs of strings, or one pair ``(query, document)``: then one np.float32 comes back,
+                as sentence-transformers' ``CrossEncoder.predict``.
             activation: applied to the fp32 logits; None -> the model's (see the module doc). Pass
                 ``torch.nn.Identity()`` for raw logits.
             label_index: overrides the load-time column for multi-label models.
             max_length: pair truncation limit (tokens), capped at the model's; None -> ``self.max_length``.
         Returns:
-            np float32 [N] (empty for no pairs).
+            np float32 [N] (empty for no pairs); a np.float32 scalar for one pair.
         Raises:
             ValueError: num_labels > 1 and no label_index; a pair that is not two strings.
         """
@@ -94,6 +95,9 @@ class CrossEncoder(EncoderBase):
         batch_size = check_batch_size(batch_size, where)
         if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Sequence):
             raise TypeError(f"{where}: pairs must be a list of (query, document) pairs, got {type(pairs).__name__}")
+        single = len(pairs) == 2 and all(isinstance(t, str) for t in pairs)
+        if single:
+            pairs = [tuple(pairs)]
         for i, pr in enumerate(pairs):
             if isinstance(pr, str) or len(pr) != 2 or not all(isinstance(t, str) for t in pr):
                 raise ValueError(f"{where}: pairs[{i}] must be a (str, str) pair, got {pr!r}")
@@ -107,7 +111,7 @@ class CrossEncoder(EncoderBase):
                        type_ids=self.type_ids)
         self._report(tok, limit)
         out = torch.empty(len(pairs), dtype=torch.float32)
-        batches = list(sorted_batches(tok.lengths, batch_size))
+        batches = self._batches(tok.lengths, batch_size)
         for idx in self._progress(batches, show_progress_bar, "CrossEncoder predict"):
             feats = pad_batch(tok, idx, self.pad_id, self.device)
             with self._autocast():
@@ -115,4 +119,4 @@ class CrossEncoder(EncoderBase):
             s = act(logits.float())
             s = s[:, 0] if self.num_labels == 1 else s[:, col]
             out[torch.from_numpy(idx)] = s.cpu()
-        return out.numpy()
+        return out.numpy()[0] if single else out.numpy()

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ._base import EncoderBase, check_batch_size, check_texts, load_hf, pad_batch, read_json, sorted_batches, tokenize
-from ._formats import load_dense_layers, st_modules, st_transformer_config, transformer_dir
+from ._base import EncoderBase, check_batch_size, check_texts, load_hf, pad_batch, read_json, tokenize
+from ._formats import check_dense_chain, load_dense_layers, st_modules, st_transformer_config, transformer_dir
 
 __all__ = ["DenseEncoder"]
 
@@ -103,14 +103,18 @@ class DenseEncoder(EncoderBase):
         pcfg_path = p / pool_mod[0].get("path", "") / "config.json"
         pcfg = read_json(pcfg_path)
         if pcfg is None:
-            raise FileNotFoundError(f"{where}: the Pooling module needs {str(pcfg_path)!r}, which is missing")
+            raise FileNotFoundError(f"{where}: modules.json lists a Pooling module at {pool_mod[0].get('path', '')!r}, so "
+                                    f"{str(pcfg_path)!r} must exist (sentence-transformers layout: the pooling "
+                                    "mode, e.g. pooling_mode_mean_tokens), but it is missing")
         modes = pooling_modes(pcfg, where)
         normalize = any(m.get("type", "").endswith("Normalize") for m in mods)
+        dense = load_dense_layers(p, mods, where)
         model, tokenizer = load_hf(tdir, "AutoModel", where)
+        check_dense_chain(dense, int(model.config.hidden_size) * len(modes), where)
         tcfg = st_transformer_config(tdir)
         if max_length is None and tcfg.get("max_seq_length") is not None:
             max_length = int(tcfg["max_seq_length"])
-        return cls(model, tokenizer, modes=modes, dense_layers=load_dense_layers(p, mods, where), normalize=normalize,
+        return cls(model, tokenizer, modes=modes, dense_layers=dense, normalize=normalize,
                    do_lower_case=bool(tcfg.get("do_lower_case", False)), path=p, device=device, dtype=dtype,
                    max_length=max_length)
 
@@ -120,19 +124,20 @@ class DenseEncoder(EncoderBase):
         return self
 
     @torch.inference_mode()
-    def encode(self, texts: list[str], *, batch_size: int = 32, normalize: bool | None = None,
+    def encode(self, texts: list[str] | str, *, batch_size: int = 32, normalize: bool | None = None,
                max_length: int | None = None, show_progress_bar: bool | None = None) -> torch.Tensor:
         """Embed texts.
 
         Args:
-            texts: N strings (an empty string encodes ``[CLS] [SEP]``, as the peer).
+            texts: N strings (an empty string encodes ``[CLS] [SEP]``, as the peer), or one str.
             normalize: L2-normalise; None -> as the model's modules say (a Normalize module).
             max_length: truncation limit, capped at the model's; None -> ``self.max_length``.
         Returns:
-            torch float32 [N, dim] on ``device`` (``[0, dim]`` for no texts).
+            torch float32 [N, dim] on ``device`` (``[0, dim]`` for no texts); [dim] for one str, as
+            ``SentenceTransformer.encode``.
         """
         where = "DenseEncoder.encode"
-        texts = check_texts(texts, where)
+        texts, single = check_texts(texts, where)
         batch_size = check_batch_size(batch_size, where)
         if self.do_lower_case:
             texts = [t.lower() for t in texts]
@@ -140,7 +145,7 @@ class DenseEncoder(EncoderBase):
         tok = tokenize(self.tokenizer, texts, limit, type_ids=self.type_ids)
         self._report(tok, limit)
         out = torch.empty(len(texts), self.dim, dtype=torch.float32, device=self.device)
-        batches = list(sorted_batches(tok.lengths, batch_size))
+        batches = self._batches(tok.lengths, batch_size)
         for idx in self._progress(batches, show_progress_bar, "DenseEncoder encode"):
             feats = pad_batch(tok, idx, self.pad_id, self.device)
             with self._autocast():
@@ -151,4 +156,4 @@ class DenseEncoder(EncoderBase):
             out[torch.from_numpy(idx).to(self.device)] = v.float()
         if self.normalize if normalize is None else normalize:
             out = F.normalize(out, p=2, dim=1)
-        return out
+        return out[0] if single else out

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..containers import SparseVectors
-from ._base import EncoderBase, check_batch_size, check_model_dir, check_texts, load_hf, pad_batch, read_json, sorted_batches, tokenize
+from ._base import EncoderBase, check_batch_size, check_model_dir, check_texts, load_hf, pad_batch, read_json, tokenize
 from ._formats import st_modules, st_transformer_config, transformer_dir
 
 __all__ = ["Splade"]
@@ -84,19 +84,20 @@ class Splade(EncoderBase):
                    path=p, device=device, dtype=dtype, max_length=max_length)
 
     @torch.inference_mode()
-    def encode(self, texts: list[str], *, batch_size: int = 32, is_query: bool = False, max_length: int | None = None,
+    def encode(self, texts: list[str] | str, *, batch_size: int = 32, is_query: bool = False, max_length: int | None = None,
                show_progress_bar: bool | None = None) -> SparseVectors:
         """Term weights of each text.
 
         Args:
             texts: N strings; an empty string encodes ``[CLS] [SEP]`` (a dense-ish row, as the peer does).
+                One str gives a one-row SparseVectors (the peer's 1-D sparse tensor is that row).
             is_query: selects the SparseEncoder prompt ("query" / "document"); no effect without prompts.
             max_length: truncation limit (tokens), capped at the model's; None -> ``self.max_length``.
         Returns:
             SparseVectors [N rows, vocab_size], float32 weights > 0, on ``device``.
         """
         where = "Splade.encode"
-        texts = check_texts(texts, where)
+        texts, _ = check_texts(texts, where)  # one str: one row; a SparseVectors has no 1-D form
         batch_size = check_batch_size(batch_size, where)
         prompt = self.prompts.get("query" if is_query else "document") or ""
         if prompt:
@@ -108,7 +109,7 @@ class Splade(EncoderBase):
         self._report(tok, limit)
         n = len(texts)
         rows_i, rows_v, counts = [None] * n, [None] * n, np.zeros(n, dtype=np.int64)
-        batches = list(sorted_batches(tok.lengths, batch_size))
+        batches = self._batches(tok.lengths, batch_size)
         for idx in self._progress(batches, show_progress_bar, "Splade encode"):
             feats = pad_batch(tok, idx, self.pad_id, self.device)
             with self._autocast():

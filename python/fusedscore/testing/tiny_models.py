@@ -17,6 +17,8 @@ Stable API (shared with other test modules; keep signatures):
 - :func:`build_splade`: ``BertForMaskedLM`` directory, optionally in sentence-transformers SparseEncoder format.
 - :func:`build_dense`: sentence-transformers bi-encoder (Transformer + Pooling [+ Normalize]).
 - :func:`build_cross_encoder`: ``BertForSequenceClassification`` directory (sentence-transformers CrossEncoder).
+- :func:`build_colbert_from_dense`, :func:`build_cross_encoder_from_dense`: the same two formats on the trained
+  backbone of a real bi-encoder (all-MiniLM-L6-v2), for benchmarks with real shapes and cost.
 - :data:`TEXTS`: mixed-length sample texts (empty string, punctuation, one long text) for parity tests.
 """
 
@@ -268,6 +270,91 @@ def build_cross_encoder(out: str | Path, *, seed: int = 0, num_labels: int = 1, 
     model = BertForSequenceClassification(cfg).eval()
     model.save_pretrained(out)
     tok.save_pretrained(out)
+    return out
+
+
+# ----------------------------------------------------------------------------- formats on real weights
+_ST_ONLY = {"modules.json", "config_sentence_transformers.json", "README.md", ".gitattributes", "data_config.json"}
+
+
+def _link_transformer(src: Path, out: Path) -> Path:
+    """Link (copy where links are refused) the files of ``src``'s Transformer module into ``out``: the
+    weights are large, and the new directory only adds files beside them. Returns the module's directory."""
+    import os
+    import shutil
+
+    mods = json.loads((src / "modules.json").read_text()) if (src / "modules.json").is_file() else []
+    tpath = next((m.get("path", "") for m in mods if m.get("type", "").endswith("Transformer")), "")
+    tdir = src / tpath
+    out.mkdir(parents=True, exist_ok=True)
+    for f in tdir.iterdir():
+        if f.is_file() and f.name not in _ST_ONLY:
+            try:
+                os.symlink(f.resolve(), out / f.name)
+            except OSError:
+                shutil.copy2(f, out / f.name)
+    return tdir
+
+
+def build_colbert_from_dense(src: str | Path, out: str | Path, *, dim: int = 128, seed: int = 0,
+                             query_length: int = 32, document_length: int = 180,
+                             query_prefix: str = "[unused0]", document_prefix: str = "[unused1]") -> Path:
+    """A PyLate-layout ColBERT directory on the *trained* backbone of a sentence-transformers BERT bi-encoder
+    ``src`` (e.g. all-MiniLM-L6-v2, see ASSETS.md): its Transformer files linked, plus a seeded random
+    ``1_Dense`` projection to ``dim`` (no bias) and pylate's config. The prefixes are BERT vocabulary entries
+    (``[unused0]``/``[unused1]``, as answerdotai's answerai-colbert-small uses), so neither pylate nor
+    fusedscore adds tokens or resizes the embedding table. Real shapes and cost for benchmarks; the vectors
+    carry no trained late-interaction quality."""
+    from safetensors.torch import save_file
+
+    src, out = Path(src), Path(out)
+    _link_transformer(src, out)
+    hidden = int(json.loads((out / "config.json").read_text())["hidden_size"])
+    torch.manual_seed(seed)
+    linear = torch.nn.Linear(hidden, dim, bias=False)
+    (out / "1_Dense").mkdir(exist_ok=True)
+    save_file({"linear.weight": linear.weight.detach().contiguous()}, out / "1_Dense" / "model.safetensors")
+    _write_json(out / "1_Dense" / "config.json", {"in_features": hidden, "out_features": dim, "bias": False,
+                                                  "activation_function": "torch.nn.modules.linear.Identity",
+                                                  "use_residual": False})
+    _write_json(out / "modules.json", [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Dense", "type": "pylate.models.Dense.Dense"},
+    ])
+    _write_json(out / "config_sentence_transformers.json", {
+        "prompts": {}, "default_prompt_name": None, "similarity_fn_name": "MaxSim",
+        "query_prefix": query_prefix, "document_prefix": document_prefix, "query_length": query_length,
+        "document_length": document_length, "attend_to_expansion_tokens": False,
+        "skiplist_words": list(string.punctuation), "do_query_expansion": True,
+    })
+    return out
+
+
+def build_cross_encoder_from_dense(src: str | Path, out: str | Path, *, seed: int = 0) -> Path:
+    """A ``BertForSequenceClassification`` directory (one label) on the trained encoder of a sentence-transformers
+    BERT bi-encoder ``src``, with a seeded random pooler and classifier: real shapes and cost for benchmarks,
+    scores with no trained meaning. The weights are written (the classifier has to be saved with them)."""
+    from transformers import BertForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    src, out = Path(src), Path(out)
+    tdir = _link_transformer(src, out)
+    # the bi-encoder's own weights and config are replaced; its max_seq_length (256) is not a cross-encoder's
+    for f in ("model.safetensors", "pytorch_model.bin", "config.json", "sentence_bert_config.json"):
+        if (out / f).is_symlink() or (out / f).is_file():
+            (out / f).unlink()
+    torch.manual_seed(seed)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # "newly initialized: classifier.*" is the point here, not a problem
+    try:
+        model = BertForSequenceClassification.from_pretrained(str(tdir), num_labels=1, dtype=torch.float32)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    torch.manual_seed(seed)  # pooler and classifier: seeded, whatever from_pretrained drew before
+    for mod in (model.bert.pooler.dense, model.classifier):
+        torch.nn.init.normal_(mod.weight, std=0.02)
+        torch.nn.init.zeros_(mod.bias)
+    model.eval().save_pretrained(out)
     return out
 
 

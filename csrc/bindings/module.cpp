@@ -130,8 +130,6 @@ float* out_ptr(const py::object& obj, const int64_t* qi, int64_t B, int64_t N, c
   return static_cast<float*>(a.mutable_data());
 }
 
-// Shared by maxsim and maxsim_rows: the query side, the modes and the output, then the call without the GIL.
-// `td` is the documents' row count (d_offsets[-1]).
 // The query values: checked before anything of the documents.
 py::array query_values(const py::object& q_values, DType dt, const std::string& op) {
   py::array qv = as_array(q_values, op, "q_values");
@@ -140,6 +138,8 @@ py::array query_values(const py::object& q_values, DType dt, const std::string& 
   return qv;
 }
 
+// Shared by maxsim and maxsim_rows: the query offsets, the modes and the output, then the call without the GIL.
+// `td` is the documents' row count (d_offsets[-1]).
 void maxsim_call(const std::string& op, const py::array& qv, const py::object& q_offsets, const void* d_values,
                  const void* const* d_rows, const py::object& d_offsets, int64_t td, int64_t dim_d,
                  const py::object& query_index, DType dt, bool reduce_mean, const py::object& out,

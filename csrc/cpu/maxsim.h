@@ -47,7 +47,8 @@ namespace cpu {
 
 // runmax[l] = max(runmax[l], max over rows r < nrows of <qcol_l, d_r>) for the lanes l < nv * lane_width of one
 // query tile. NaN is sticky in the tile's first lane (always a real query token): a document row holding a NaN or
-// Inf makes runmax[0] NaN for good, so that document's score comes out NaN instead of a silently dropped max. `q` points at the tile's first lane of a packed query: slot (k, l) lives at q[k * ldq + l].
+// Inf makes runmax[0] NaN for good, so that document's score comes out NaN instead of a silently dropped max.
+// `q` points at the tile's first lane of a packed query: slot (k, l) lives at q[k * ldq + l].
 //  - fp32 packing: slot = q[l][k] as float, k < D.
 //  - bf16-pair packing (tile_max_bf16_pairs): slot = the bf16 pair (q[l][2k], q[l][2k+1]) for k < D/2; for odd D a
 //    final fp32 row q[l][D-1] follows at k = D/2.

@@ -347,10 +347,8 @@ class MultiVectorList:
 
     def pack(self) -> MultiVectors:
         """The items packed into one MultiVectors (a copy; finiteness checked as every container's)."""
-        try:
+        with _named(self.where, self.arg):
             return MultiVectors.from_list(self.items)
-        except ValueError as e:
-            raise ValueError(f"{self.where}: {self.arg}: {e}") from None
 
 
 class SparseVectors(_Ragged):

@@ -43,19 +43,18 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from ._pylate_child import ST_PATH_ENV, child_env, child_setup
 from .timing import measure
 
 __all__ = ["run", "mixed_texts", "mixed_pairs", "AGREE_TOL"]
 
 #: max |fusedscore - peer| for ``outputs_agree``, by device type (fp32 on CPU; fp16 autocast on CUDA).
 AGREE_TOL = {"cpu": 1e-4, "cuda": 5e-2}
-_ST_PATH_ENV = "FUSEDSCORE_PYLATE_ST_PATH"
 
 _WORDS = ("the retrieval model scores every query token against document tokens and learned sparse weights "
           "expand terms with related words while dense vectors pool tokens into one vector for fast search "
@@ -160,23 +159,16 @@ def _pylate_worker() -> None:
     ``sys.path``. ``argv[1]``: a spec JSON (model, texts, batch_size, device, threads). Then one command per
     stdin line: ``run`` (one timed encode; replies ``@@t SECONDS``), ``save PATH`` (encode, np.savez the
     arrays; replies ``@@saved``), ``quit``. Replies start with ``@@`` because libraries may print to stdout."""
-    import torch
-
     spec = json.loads(Path(sys.argv[1]).read_text())
-    torch.set_num_threads(int(spec["threads"]))
-    warnings.simplefilter("ignore")  # a peer in its own process: its deprecation notices are not ours to report
-    logging.disable(logging.WARNING)
-    import pylate
-    import sentence_transformers
-    from pylate import models
-
-    model = models.ColBERT(spec["model"], device=spec["device"])
+    env = child_setup(spec["threads"])
+    torch, v = env["torch"], env["versions"]
+    model = env["models"].ColBERT(spec["model"], device=spec["device"])
     texts, bs = spec["texts"], int(spec["batch_size"])
 
     def encode() -> list[Any]:
         return model.encode(texts, is_query=False, batch_size=bs, show_progress_bar=False)
 
-    print(f"@@ready pylate {pylate.__version__} with sentence-transformers {sentence_transformers.__version__}, "
+    print(f"@@ready pylate {v['pylate']} with sentence-transformers {v['sentence_transformers']}, "
           f"{torch.get_num_threads()} threads", flush=True)
     for line in sys.stdin:
         cmd, _, arg = line.strip().partition(" ")
@@ -206,7 +198,7 @@ class _PylateChild:
         spec = root / "pylate_spec.json"
         spec.write_text(json.dumps({"model": path, "texts": texts, "batch_size": batch_size, "device": device,
                                     "threads": torch.get_num_threads()}))
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (st_path, os.environ.get("PYTHONPATH")) if p))
+        env = child_env(st_path)
         self.err = open(root / "pylate_stderr.txt", "w+")
         self.proc = subprocess.Popen([sys.executable, "-c", _PYLATE_WORKER, str(spec)], env=env, text=True,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err)
@@ -223,7 +215,7 @@ class _PylateChild:
         self.proc.wait()
         self.err.seek(0)
         tail = "\n".join(self.err.read().strip().splitlines()[-15:])
-        raise _ChildError(f"colbert_encode: the pylate child interpreter ({_ST_PATH_ENV}) exited with code "
+        raise _ChildError(f"colbert_encode: the pylate child interpreter ({ST_PATH_ENV}) exited with code "
                            f"{self.proc.returncode}:\n{tail}")
 
     def _send(self, cmd: str) -> None:
@@ -257,9 +249,9 @@ def _pylate_unavailable() -> str | None:
     """Why the pylate side of ``colbert_encode`` cannot run here, or None."""
     if importlib.util.find_spec("pylate") is None:
         return "pylate not installed"
-    st_path = os.environ.get(_ST_PATH_ENV)
+    st_path = os.environ.get(ST_PATH_ENV)
     if not st_path or not Path(st_path).is_dir():
-        return (f"pylate 1.6 cannot load models under sentence-transformers 6; set {_ST_PATH_ENV} to a folder "
+        return (f"pylate 1.6 cannot load models under sentence-transformers 6; set {ST_PATH_ENV} to a folder "
                 f"holding sentence-transformers 5.3 (got {st_path!r})")
     return None
 
@@ -296,7 +288,7 @@ def _peer(kind: str, path: str, inputs: list[Any], device: str, batch_size: int,
                                                                 return_colbert_vecs=True), device)
     except ImportError as e:
         return f"no peer: {e}"
-    return _PylateChild(path, inputs, batch_size, device, os.environ[_ST_PATH_ENV], root)
+    return _PylateChild(path, inputs, batch_size, device, os.environ[ST_PATH_ENV], root)
 
 
 def _ours(kind: str, path: str, inputs: list[Any], device: str, batch_size: int) -> tuple[_InProcess, int | None]:

@@ -44,6 +44,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ._pylate_child import ST_PATH_ENV, child_env, child_setup
 from .timing import Timing, measure
 
 __all__ = ["run", "SCORE_ATOL"]
@@ -52,7 +53,6 @@ __all__ = ["run", "SCORE_ATOL"]
 #: every case here shares the peer's semantics on its inputs).
 SCORE_ATOL = 1e-4
 _MEASURE = {"repeats": 5, "min_runs": 3}  # measure() arguments, the same in the parent and the pylate child
-_ST_PATH_ENV = "FUSEDSCORE_PYLATE_ST_PATH"
 
 # One implementation of a case: (impl name, the call to time, its output -> scores as a flat float array).
 # The pylate child's row comes pre-measured: (impl name, Timing, scores).
@@ -170,14 +170,9 @@ def _pylate_child_main() -> None:
     ``encode(queries) + encode(docs) + rank.rerank`` with ``timing.measure`` as the parent times its rows.
     """
     spec = json.loads(Path(sys.argv[1]).read_text())
-    torch.set_num_threads(int(spec["threads"]))
-    warnings.simplefilter("ignore")  # a peer in its own process: its deprecation notices are not ours to report
-    logging.disable(logging.WARNING)
-    import pylate
-    import sentence_transformers
-    from pylate import models, rank
-
-    model = models.ColBERT(spec["model"], device=spec["device"])
+    env = child_setup(spec["threads"])
+    rank = env["rank"]
+    model = env["models"].ColBERT(spec["model"], device=spec["device"])
     queries, cands, bs = spec["queries"], spec["cands"], int(spec["batch_size"])
     ids = [list(range(len(c))) for c in cands]
     docs = [d for c in cands for d in c]
@@ -191,7 +186,7 @@ def _pylate_child_main() -> None:
     Path(sys.argv[2]).write_text(json.dumps({
         "median": t.median, "p20": t.p20, "p80": t.p80, "runs": t.runs, "best": t.best,
         "scores": _by_id(box["out"], "id").tolist(), "threads": torch.get_num_threads(),
-        "versions": {"pylate": pylate.__version__, "sentence_transformers": sentence_transformers.__version__}}))
+        "versions": env["versions"]}))
 
 
 def _pylate_in_child(path: Path, queries: list[str], cands: list[list[str]], device: str, budget: float,
@@ -200,12 +195,12 @@ def _pylate_in_child(path: Path, queries: list[str], cands: list[list[str]], dev
     spec, out = root / "pylate_spec.json", root / "pylate_out.json"
     spec.write_text(json.dumps({"model": str(path), "queries": queries, "cands": cands, "batch_size": 64,
                                 "device": device, "budget_s": budget, "threads": torch.get_num_threads()}))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (st_path, os.environ.get("PYTHONPATH")) if p))
+    env = child_env(st_path)
     code = "from fusedscore.bench.rerank import _pylate_child_main; _pylate_child_main()"
     res = subprocess.run([sys.executable, "-c", code, str(spec), str(out)], env=env, text=True, capture_output=True)
     if res.returncode != 0:
         tail = "\n".join(res.stderr.strip().splitlines()[-15:])
-        raise RuntimeError(f"colbert_e2e: the pylate child interpreter ({_ST_PATH_ENV}={st_path!r}) failed with "
+        raise RuntimeError(f"colbert_e2e: the pylate child interpreter ({ST_PATH_ENV}={st_path!r}) failed with "
                            f"exit code {res.returncode}:\n{tail}")
     r = json.loads(out.read_text())
     v = r["versions"]
@@ -228,7 +223,7 @@ def _colbert_e2e(root: Path, queries: list[str], cands: list[list[str]], device:
                            lambda out: _by_id(out, "corpus_id"))]
     if importlib.util.find_spec("pylate") is None:
         return _rows("colbert_e2e", impls, pairs, device, budget, model=label, note="no peer: pylate not installed")
-    st_path = os.environ.get(_ST_PATH_ENV)
+    st_path = os.environ.get(ST_PATH_ENV)
     import sentence_transformers
 
     st6 = int(sentence_transformers.__version__.split(".")[0]) >= 6
@@ -247,7 +242,7 @@ def _colbert_e2e(root: Path, queries: list[str], cands: list[list[str]], device:
     return _rows("colbert_e2e", impls, pairs, device, budget, model=label,
                  note=f"FALLBACK: both encode with fusedscore.encoders.ColBERT, only rank.rerank is pylate's "
                       f"(pylate 1.6 cannot load models under sentence-transformers "
-                      f"{sentence_transformers.__version__}; {_ST_PATH_ENV} is {why}: point it at a folder "
+                      f"{sentence_transformers.__version__}; {ST_PATH_ENV} is {why}: point it at a folder "
                       f"holding sentence-transformers 5.3)")
 
 

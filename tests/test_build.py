@@ -98,3 +98,21 @@ def test_peer_imports_where_ci_requires_it(name):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the peers' own import-time deprecations are not ours
         importlib.import_module(name)
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_checkout_root_offers_no_top_level_kernels_module():
+    # `python -m pytest` and `python -m fusedscore` put the working directory first on sys.path. A `kernels/`
+    # package at the root of a checkout shadowed PyPI's `kernels`, which transformers >= 5.25 imports, and broke
+    # every model load run from the root. Whatever `kernels` resolves to from the root must not be ours.
+    code = ("import importlib.util as u; s = u.find_spec('kernels'); "
+            "print(s.origin or next(iter(s.submodule_search_locations), '') if s else '')")
+    res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    found = res.stdout.strip()
+    assert not os.path.abspath(found or "/").startswith(REPO + os.sep), f"`import kernels` from {REPO} finds {found}"
+    import fusedscore.kernels  # noqa: F401  the Triton kernels ship inside the package instead
+
+    assert fusedscore.kernels.__name__ == "fusedscore.kernels"

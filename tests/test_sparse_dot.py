@@ -213,6 +213,45 @@ def test_vocab_mismatch_is_an_error():
         fs.sparse_dot(q, d)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_lists_of_dicts_with_different_largest_ids_score(backend):
+    """FlagEmbedding's lexical weights are dicts: each list's vocab_size is inferred from its own largest id
+    (994 and 1000 here), and the two sides agree on the larger, as FlagEmbedding scores them."""
+    _skip_missing(backend)
+    q = [{1: 1.0, 993: 2.0}, {"5": 0.5}]
+    d = [{999: 1.0, 1: 1.0}, {993: 3.0, "5": 4.0}]
+    assert fs.sparse_dot(q, d, backend=backend).tolist() == [[1.0, 6.0], [0.0, 2.0]]
+    assert fs.sparse_dot(d, q, backend=backend).tolist() == [[1.0, 0.0], [6.0, 2.0]]
+    assert fs.sparse_dot(q, d, mode="pairs", backend=backend).tolist() == [1.0, 2.0]
+    inferred = SparseVectors.from_dicts(q)
+    assert inferred.vocab_inferred and inferred.vocab_size == 994
+    assert fs.sparse_dot(inferred, SparseVectors.from_dicts(d), backend=backend).tolist() == [[1.0, 6.0], [0.0, 2.0]]
+    assert fs.sparse_dot(inferred.select([1]), d, backend=backend).tolist() == [[0.0, 2.0]]  # select keeps it
+
+
+def test_inferred_vocab_widens_to_a_given_one():
+    given = SparseVectors.from_dicts([{1: 2.0, 7: 1.0}], vocab_size=5000)
+    assert not given.vocab_inferred
+    assert fs.sparse_dot(given, [{7: 3.0}]).tolist() == [[3.0]]
+    assert fs.sparse_dot([{1: 1.0}], given).tolist() == [[2.0]]
+    with pytest.raises(ValueError, match=r"sparse_dot: docs must have term ids < vocab_size=5000 of queries, got id "
+                                         r"6000"):
+        fs.sparse_dot(given, [{6000: 1.0}])
+    with pytest.raises(ValueError, match=r"sparse_dot: queries must have term ids < vocab_size=5000 of docs, got id "
+                                         r"6000"):
+        fs.sparse_dot([{6000: 1.0}], given)
+
+
+def test_lexical_paths_take_dicts_of_different_largest_ids():
+    """Every path that takes dicts: the drop-in, and score_embeddings (Reranker.from_embeddings, compute_score)."""
+    from fusedscore import compat
+    from fusedscore.reranker import score_embeddings
+
+    q, d = [{"1": 1.0, "993": 2.0}], [{"999": 1.0, "1": 1.0}, {"993": 3.0}]
+    assert compat.compute_lexical_matching_score(q, d).tolist() == [[1.0, 6.0]]
+    assert score_embeddings(q, d, groups=[0, 2]).tolist() == [1.0, 6.0]
+
+
 def test_dtype_mismatch_is_an_error():
     q = SparseVectors.from_dicts([{1: 1.0}], vocab_size=8)
     d = SparseVectors.from_dicts([{1: 1.0}], vocab_size=8, dtype=torch.float16)

@@ -73,17 +73,175 @@ def check_offsets(offsets: torch.Tensor, total: int, where: str, arg: str = "off
     return offsets
 
 
-def check_finite(values: torch.Tensor, where: str, arg: str) -> None:
-    """NaN/Inf policy: rejected when a container is built (once), so kernels never see them."""
-    # fast path: one float32 sum. NaN/Inf anywhere make it non-finite, so a finite sum proves every value
-    # finite; a non-finite sum (which large finite values can also cause) is confirmed with the exact mask
-    if values.numel() and not math.isfinite(float(torch.sum(values, dtype=torch.float32))) \
-            and not bool(torch.isfinite(values).all()):
-        bad = int((~torch.isfinite(values)).sum())
+_SCAN_ELEMENTS = 1 << 22  # values scanned per block: bounded extra memory (16 MiB of float32) at any size
+
+
+def count_non_finite(values: torch.Tensor) -> int:
+    """Number of NaN/Inf entries, scanned in blocks of rows so that fp16/bf16 input is never widened whole."""
+    if not values.numel():
+        return 0
+    flat = values.reshape(-1) if values.is_contiguous() else values.contiguous().reshape(-1)
+    bad = 0
+    for s in range(0, flat.numel(), _SCAN_ELEMENTS):
+        blk = flat[s: s + _SCAN_ELEMENTS]
+        # fast path: one float32 sum per block. NaN/Inf make it non-finite, so a finite sum proves every value
+        # finite; a non-finite sum (which large finite values can also cause) is confirmed with the exact mask
+        if not math.isfinite(float(torch.sum(blk, dtype=torch.float32))):
+            bad += int(blk.numel() - torch.isfinite(blk).sum())
+    return bad
+
+
+def check_finite(values: torch.Tensor, where: str, arg: str, hint: bool = True) -> None:
+    """NaN/Inf policy: rejected when a container is built (once), so kernels never see them. ``hint`` adds how
+    to opt out (constructors take check_finite=False; ops that have no such argument pass hint=False)."""
+    bad = count_non_finite(values)
+    if bad:
         raise ValueError(
-            f"{where}: {arg} must be finite (no NaN or Inf), got {bad} non-finite value(s); "
-            "pass check_finite=False to skip this check at your own risk"
+            f"{where}: {arg} must be finite (no NaN or Inf), got {bad} non-finite value(s)"
+            + ("; pass check_finite=False to skip this check at your own risk" if hint else "")
         )
+
+
+def check_cast(src: torch.Tensor, out: torch.Tensor, where: str, arg: str) -> None:
+    """A narrowing cast (float32 -> float16, or -> bfloat16 past 3.39e38) turns values past the target's range
+    into inf: reject that instead of handing inf (then NaN scores) to the kernels. Nothing to check when the
+    target's range is at least the source's."""
+    if out.dtype == src.dtype or not out.dtype.is_floating_point or not src.dtype.is_floating_point \
+            or torch.finfo(out.dtype).max >= torch.finfo(src.dtype).max:
+        return
+    bad = count_non_finite(out)
+    if bad:  # values that were non-finite before the cast (check_finite=False) are not the cast's doing
+        bad -= count_non_finite(src)
+    if bad > 0:
+        big = torch.finfo(out.dtype).max
+        raise ValueError(f"{where}: {arg} must fit in {dtype_name(out.dtype)} (|x| <= {big:.0f}), got {bad} value(s) "
+                         f"that overflow to inf in the cast; scale the values down or keep {dtype_name(src.dtype)}")
+
+
+def check_no_grad(t: torch.Tensor, where: str, arg: str) -> None:
+    """fusedscore has no autograd: a tensor that requires grad would give scores that silently do not
+    backpropagate (and numpy views of it are refused by torch), so it is rejected by name."""
+    if t.requires_grad:
+        raise ValueError(f"{where}: {arg} must not require grad (fusedscore has no autograd: scores would not "
+                         f"backpropagate); pass {arg}.detach(), got a tensor with requires_grad=True")
+
+
+def check_strided(t: torch.Tensor, where: str, arg: str) -> None:
+    """Sparse and nested tensors have no flat rows for the kernels to read."""
+    if t.is_nested:
+        raise TypeError(f"{where}: {arg} must be a dense (strided) tensor, got a nested tensor; pass "
+                        "list(x.unbind()) to score its items")
+    if t.layout != torch.strided:
+        raise TypeError(f"{where}: {arg} must be a dense (strided) tensor, got layout {t.layout}; call .to_dense()")
+
+
+def check_max_memory(max_memory: Any, where: str) -> int | None:
+    """A byte budget: None (the op's default) or a positive int. A string ("1GB") or a float is refused, not
+    parsed, and 0 is not "unlimited" or "default": it is an error."""
+    if max_memory is None:
+        return None
+    if isinstance(max_memory, bool) or not isinstance(max_memory, (int, np.integer)):
+        raise TypeError(f"{where}: max_memory must be a positive int (bytes), got {type(max_memory).__name__} "
+                        f"{max_memory!r}")
+    if max_memory <= 0:
+        raise ValueError(f"{where}: max_memory must be > 0 (bytes), got {max_memory}")
+    return int(max_memory)
+
+
+def _cgroup_free() -> int | None:
+    """Bytes left under this process's cgroup v2 memory limit, or None without one."""
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        if limit == "max":
+            return None
+        with open("/sys/fs/cgroup/memory.current") as f:
+            return max(0, int(limit) - int(f.read().strip()))
+    except (OSError, ValueError):
+        return None
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes that a new allocation on ``device`` can take now, or None when it cannot be told (then only the
+    allocator's own failure is caught). Linux reports overcommitted memory as allocatable, and the kernel
+    kills the process when the pages are touched, so CPU outputs are checked against MemAvailable first."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type != "cpu":
+        return None
+    avail = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError):
+        avail = None
+    cg = _cgroup_free()
+    if cg is not None:
+        avail = cg if avail is None else min(avail, cg)
+    return avail
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**28 else f"{n / 2**20:.1f} MiB" if n >= 2**18 else f"{int(n)} bytes"
+
+
+def scores_too_large(where: str, shape: tuple[int, ...], avail: int | None, hint: str) -> MemoryError:
+    need = 4 * math.prod(shape)
+    have = f"more than the {_gib(avail)} available" if avail is not None else "more than the allocator could give"
+    dims = "[B, N]" if len(shape) == 2 else "[N]"
+    return MemoryError(f"{where}: the scores {dims}={shape} need {_gib(need)} of float32, {have}; {hint}")
+
+
+def check_scores_fit(where: str, shape: tuple[int, ...], device: torch.device, hint: str) -> None:
+    """Refuse an output that cannot fit before allocating it (MemoryError naming the shape, the bytes and
+    ``hint``, the way around it)."""
+    need = 4 * math.prod(shape)
+    if need < 1 << 26:  # below 64 MiB: not worth a /proc read per call
+        return
+    avail = available_memory(device)
+    if avail is not None and need > avail:
+        raise scores_too_large(where, shape, avail, hint)
+
+
+def is_alloc_failure(e: BaseException) -> bool:
+    """torch's allocator failures: CUDA raises OutOfMemoryError; the CPU allocator a RuntimeError."""
+    return isinstance(e, torch.OutOfMemoryError) or (
+        isinstance(e, RuntimeError) and "can't allocate memory" in str(e))
+
+
+def _first_nan(out: torch.Tensor) -> int | None:
+    """Flat index of the first NaN of ``out``, or None. One sum per block proves a block NaN-free (NaN
+    propagates; +inf and -inf together also give NaN, which the exact mask then clears)."""
+    flat = out.reshape(-1)
+    for s in range(0, flat.numel(), _SCAN_ELEMENTS):
+        blk = flat[s: s + _SCAN_ELEMENTS]
+        if math.isnan(float(blk.sum())):
+            nan = torch.nonzero(torch.isnan(blk))
+            if nan.numel():
+                return s + int(nan[0, 0])
+    return None
+
+
+def check_no_nan(out: torch.Tensor, where: str, query_index: torch.Tensor | None = None,
+                 doc_index: torch.Tensor | None = None, doc_offset: int = 0) -> torch.Tensor:
+    """Scores ``out`` ([B, N] all-pairs, or [N] pairs of ``query_index``/``doc_index``) back, or ValueError at
+    the first NaN. Containers hold finite values, so a NaN score is an overflow inside a kernel (float32 dot
+    products past 3.4e38 of both signs: +inf - inf) or input built with check_finite=False: it is never ranked.
+    ``doc_offset``: the first column's document (a block of a corpus)."""
+    i = _first_nan(out)
+    if i is None:
+        return out
+    if out.dim() == 2:
+        b, n = divmod(i, out.shape[1])
+    else:
+        b = int(query_index[i]) if query_index is not None else i
+        n = int(doc_index[i]) if doc_index is not None else i
+    raise ValueError(f"{where}: scores must not be NaN, got NaN for queries[{b}] x docs[{n + doc_offset}]: their dot "
+                     "products overflow float32 (values too large: scale the embeddings down) or an input holds "
+                     "NaN/Inf (built with check_finite=False)")
 
 
 def check_reduce(reduce: str, where: str) -> str:

@@ -11,8 +11,9 @@ Every backend implements the same signature per op (containers in, float32 tenso
 ``query_index`` None means all-pairs ``[B, N]``; otherwise ``[N]`` int64 and the result is ``[N]``.
 
 Priority: CUDA tensors -> "triton"; CPU tensors -> "native" (the C++ extension) -> "reference".
-``backend=`` or ``FUSEDSCORE_BACKEND`` forces one; an unknown or unavailable explicit choice raises
-``RuntimeError``. Auto-selection skips an absent backend and never retries after one raised.
+``backend=`` forces one (an unknown or unavailable choice raises ``RuntimeError``); ``FUSEDSCORE_BACKEND`` forces
+it for the ops that have it and leaves the others to auto-selection. Auto-selection skips an absent backend and
+never retries after one raised.
 Triton kernels also run on CPU tensors under ``TRITON_INTERPRET=1`` when asked for explicitly (tests).
 """
 
@@ -83,6 +84,8 @@ def _native_maxsim(q: MultiVectors, d: MultiVectors | MultiVectorList, query_ind
                    reduce: str, doc_index: torch.Tensor | None = None) -> torch.Tensor:
     out = _out(len(q), len(d) if doc_index is None else doc_index.numel(), query_index, q.device)
     if not out.numel():
+        if isinstance(d, MultiVectorList):
+            d.check_finite()  # no query to score with, so the kernel reads nothing: the list is scanned here
         return out
     if isinstance(d, MultiVectorList):
         # each document read where it lies; `d.items` keeps the buffers alive for the call. The items were never
@@ -96,10 +99,27 @@ def _native_maxsim(q: MultiVectors, d: MultiVectors | MultiVectorList, query_ind
             bad = pos if doc_index is None else int(doc_index[pos])
             raise ValueError(f"{d.where}: {d.name(bad)} must be finite (no NaN or Inf), got non-finite values (or "
                              "dot products that overflow float32)")
+        _scan_unread(q, d, query_index, doc_index)
         return out
     _NATIVE.maxsim(_np(q.values), q.offsets.numpy(), _np(d.values), d.offsets.numpy(), _np_index(query_index),
                    _NP_CODE[q.dtype], reduce == "mean", out.numpy(), doc_index=_np_index(doc_index))
     return out
+
+
+def _scan_unread(q: MultiVectors, d: MultiVectorList, query_index: torch.Tensor | None,
+                 doc_index: torch.Tensor | None) -> None:
+    """The kernel finds a non-finite document through a query's real lanes; an empty query has none (its score
+    is 0 without reading the document), so documents met only by empty queries are scanned here."""
+    empty = q.lengths == 0
+    if not bool(empty.any()):
+        return
+    if query_index is None:  # all-pairs: one non-empty query reads every document
+        if bool(empty.all()):
+            d.check_finite()
+        return
+    pairs = torch.nonzero(empty[query_index]).reshape(-1)
+    docs = pairs if doc_index is None else doc_index[pairs]
+    d.check_finite(torch.unique(docs).tolist())
 
 
 def _packed(d: MultiVectors | MultiVectorList) -> MultiVectors:
@@ -141,7 +161,7 @@ def _blocked_topk(score: Callable[..., torch.Tensor], q: MultiVectors, d: MultiV
                   max_memory: int) -> tuple[torch.Tensor, torch.Tensor]:
     """All-pairs top-k over zero-copy slices of the corpus (see _blocks.topk_over_blocks)."""
     return topk_over_blocks(lambda s, e: score(q, d.slice(s, e), None, reduce), len(d), len(q), k, max_memory,
-                            d.device)
+                            d.device, where="maxsim_topk")
 
 
 def _native_maxsim_topk(q, d, k, reduce, max_memory):
@@ -149,24 +169,27 @@ def _native_maxsim_topk(q, d, k, reduce, max_memory):
 
 
 def _ref_maxsim_topk(q, d, k, reduce, max_memory):
-    return _blocked_topk(_ref_maxsim, q, d, k, reduce, max_memory)
+    # the reference's own working set (similarity blocks) shares the budget with the block of scores it fills
+    half = max(1, max_memory // 2)
+    return _blocked_topk(lambda *a: _ref_maxsim(*a, max_memory=half), q, d, k, reduce, half)
 
 
 def _triton_maxsim_topk(q, d, k, reduce, max_memory):
     return _triton_module().maxsim_topk(q, d, k, reduce, max_memory=max_memory)
 
 
-# The reference as a backend: fp16/bf16 inputs are widened to fp32 first (a copy), so the fallback accumulates in
-# fp32 like every other backend; upcast=False then computes in that fp32 (upcast=True would be float64).
+# The reference as a backend: fp16/bf16 queries are widened to fp32 first (a copy of the queries only; documents are
+# widened chunk by chunk inside maxsim_ref, which computes in the queries' dtype), so the fallback accumulates in fp32
+# like every other backend; upcast=False then computes in that fp32 (upcast=True would be float64).
 def _fp32(x: Any) -> Any:
     if x.dtype in (torch.float16, torch.bfloat16):
         return x.float() if isinstance(x, torch.Tensor) else x.to(dtype=torch.float32)
     return x
 
 
-def _ref_maxsim(q, d, query_index, reduce, doc_index=None):
-    return reference.maxsim_ref(_fp32(q), _fp32(_packed(d)), query_index=query_index, reduce=reduce, upcast=False,
-                                doc_index=doc_index)
+def _ref_maxsim(q, d, query_index, reduce, doc_index=None, max_memory=None):
+    return reference.maxsim_ref(_fp32(q), _packed(d), query_index=query_index, reduce=reduce, upcast=False,
+                                doc_index=doc_index, max_memory=max_memory)
 
 
 def _ref_sparse_dot(q, d, query_index):
@@ -216,17 +239,32 @@ _TABLE: dict[str, tuple[Impl, ...]] = {
 }
 
 
+_ALL_BACKENDS = tuple(dict.fromkeys(i.name for impls in _TABLE.values() for i in impls))
+
+
 def resolve(op: str, device: torch.device, backend: str | None = None) -> Impl:
-    """Pick the implementation of ``op`` for inputs on ``device``."""
+    """Pick the implementation of ``op`` for inputs on ``device``.
+
+    ``backend`` (an argument) is strict: an op without that backend, or a backend unavailable here, raises.
+    ``FUSEDSCORE_BACKEND`` (the process-wide override) steers only the ops that have the backend it names:
+    ``native`` forces maxsim and sparse_dot while dense_dot (no native backend) is auto-selected as usual. A value
+    that is no backend of any op raises, as a typo should.
+    """
     global _WARNED_FALLBACK
     impls = _TABLE[op]
-    backend = backend or os.environ.get("FUSEDSCORE_BACKEND") or None
+    source = ""
+    if backend is None:
+        env = os.environ.get("FUSEDSCORE_BACKEND") or None
+        if env is not None and env not in _ALL_BACKENDS:
+            raise RuntimeError(f"{op}: FUSEDSCORE_BACKEND must be one of ({', '.join(_ALL_BACKENDS)}), got {env!r}")
+        if env is not None and any(i.name == env for i in impls):
+            backend, source = env, " (from FUSEDSCORE_BACKEND)"
     if backend is not None:
         for impl in impls:
             if impl.name == backend:
                 ok, why = _available(backend, device, explicit=True)
                 if not ok:
-                    raise RuntimeError(f"{op}: backend {backend!r} is unavailable: {why}")
+                    raise RuntimeError(f"{op}: backend {backend!r}{source} is unavailable: {why}")
                 return impl
         names = ", ".join(i.name for i in impls)
         raise RuntimeError(f"{op}: backend must be one of ({names}), got {backend!r}")

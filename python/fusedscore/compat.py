@@ -35,6 +35,7 @@ _SCORE_KEYS = ("colbert", "sparse", "dense", "sparse+dense", "colbert+sparse+den
 def _f32(x: Any, where: str, arg: str) -> torch.Tensor:
     """A float tensor view of x; float64 (numpy's default) is cast to float32, the only cast done here."""
     if isinstance(x, torch.Tensor) and x.dtype in C.FLOAT_DTYPES:  # the common case, once per item of a list
+        C.check_no_grad(x, where, arg)
         return x
     if isinstance(x, (list, tuple)):
         x = np.asarray(x, dtype=np.float32)
@@ -80,6 +81,7 @@ def compute_score(model: Any, sentence_pairs: Any, batch_size: int | None = None
     w = [1.0, 1.0, 1.0] if weights_for_different_modes is None else [float(x) for x in weights_for_different_modes]
     if len(w) != 3:
         raise ValueError(f"{where}: weights_for_different_modes must be [w_dense, w_sparse, w_colbert], got {w}")
+    max_memory = C.check_max_memory(max_memory, where)
     bs = 256 if batch_size is None else batch_size
     qmax = 512 if max_query_length is None else max_query_length
     pmax = 512 if max_passage_length is None else max_passage_length
@@ -199,6 +201,7 @@ def rerank(documents_ids: Sequence[Sequence[Any]], queries_embeddings: Any, docu
         ValueError: lengths that do not match (PyLate silently truncates to the shortest), top_k <= 0.
     """
     where = "rerank"
+    max_memory = C.check_max_memory(max_memory, where)
     if top_k is not None:
         top_k = C.check_k(top_k, where, "top_k")
     q_items = _multi_items(queries_embeddings, where, "queries_embeddings")

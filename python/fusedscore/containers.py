@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import bisect
 from contextlib import contextmanager
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from . import _check as C
+from ._csr import canonical_csr, lengths_to_offsets, rows_from_dicts
 
 __all__ = ["MultiVectors", "MultiVectorList", "SparseVectors"]
 
@@ -32,16 +33,10 @@ def _named(where: str, arg: str) -> Iterator[None]:
         raise type(e)(f"{where}: {arg}: {e}") from None
 
 
-def _lengths_to_offsets(lengths: torch.Tensor) -> torch.Tensor:
-    off = torch.zeros(lengths.numel() + 1, dtype=torch.int64, device=lengths.device)
-    torch.cumsum(lengths.to(torch.int64), 0, out=off[1:])
-    return off
-
-
 def _gather_positions(offsets: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """For items ``idx`` of a ragged layout: (positions of their rows, in order; the new offsets)."""
     lens = offsets[1:][idx] - offsets[:-1][idx]
-    off = _lengths_to_offsets(lens)
+    off = lengths_to_offsets(lens)
     # row j of the output comes from offsets[idx[item(j)]] + (j - off[item(j)])
     item = torch.repeat_interleave(torch.arange(idx.numel(), device=idx.device), lens)
     return offsets[idx][item] + (torch.arange(int(off[-1]), device=idx.device) - off[item]), off
@@ -84,6 +79,8 @@ class MultiVectors(_Ragged):
         where = "MultiVectors"
         values = C.as_tensor(values, where, "values")
         offsets = C.as_tensor(offsets, where, "offsets")
+        C.check_strided(values, where, "values")
+        C.check_no_grad(values, where, "values")
         C.check_float(values, where, "values")
         C.check_ndim(values, 2, where, "values", "[T, D]")
         if not values.is_contiguous():
@@ -109,7 +106,12 @@ class MultiVectors(_Ragged):
             dtype: cast every item to this dtype (explicit; without it, float64 input is an error).
         """
         where = "MultiVectors.from_list"
-        items = _check_items(arrays, where, "arrays", dtype)
+        return cls._from_items(_check_items(arrays, where, "arrays", dtype), dim, dtype, check_finite, where)
+
+    @classmethod
+    def _from_items(cls, items: list[torch.Tensor], dim: int | None, dtype: torch.dtype | None, check_finite: bool,
+                    where: str) -> "MultiVectors":
+        """Pack items that ``_check_items`` returned."""
         if not items:
             d = 0 if dim is None else int(dim)
             return cls(torch.empty(0, d, dtype=dtype or torch.float32), torch.zeros(1, dtype=torch.int64))
@@ -117,7 +119,7 @@ class MultiVectors(_Ragged):
             raise ValueError(f"{where}: arrays must have D={dim}, got {items[0].shape[1]}")
         lengths = torch.tensor([t.shape[0] for t in items], dtype=torch.int64)
         values = torch.cat(items, 0) if len(items) > 1 else items[0].contiguous()
-        return cls(values, _lengths_to_offsets(lengths).to(values.device), check_finite=check_finite)
+        return cls(values, lengths_to_offsets(lengths).to(values.device), check_finite=check_finite)
 
     @classmethod
     def from_padded(cls, padded: Any, *, mask: Any = None, lengths: Any = None,
@@ -132,6 +134,8 @@ class MultiVectors(_Ragged):
         """
         where = "MultiVectors.from_padded"
         padded = C.as_tensor(padded, where, "padded")
+        C.check_strided(padded, where, "padded")
+        C.check_no_grad(padded, where, "padded")
         C.check_float(padded, where, "padded")
         C.check_ndim(padded, 3, where, "padded", "[N, L, D]")
         n, L, d = padded.shape
@@ -161,13 +165,16 @@ class MultiVectors(_Ragged):
                 mask = mask.bool()
         mask = mask.to(padded.device)
         values = padded[mask]  # row-major order keeps each item's tokens together, in order
-        return cls(values.contiguous(), _lengths_to_offsets(mask.sum(1)), check_finite=check_finite)
+        return cls(values.contiguous(), lengths_to_offsets(mask.sum(1)), check_finite=check_finite)
 
     @classmethod
     def coerce(cls, x: Any, where: str, arg: str) -> "MultiVectors":
         """Accept a MultiVectors, a list of [L_i, D] items, or an unpadded [N, L, D] batch."""
         if isinstance(x, cls):
             return x
+        if isinstance(x, torch.Tensor) and x.is_nested:
+            raise TypeError(f"{where}: {arg} must be a list of [L_i, D] tensors, got a nested tensor; pass "
+                            "list(x.unbind())")
         if isinstance(x, (torch.Tensor, np.ndarray)):
             if x.ndim != 3:
                 raise ValueError(f"{where}: {arg} must be a MultiVectors, a list of [L_i, D] arrays or a [N, L, D] "
@@ -175,8 +182,9 @@ class MultiVectors(_Ragged):
             with _named(where, arg):
                 return cls.from_padded(x)
         if isinstance(x, (list, tuple)):
+            items = _check_items(x, where, arg)  # item errors name the item: "maxsim: queries[1] ..."
             with _named(where, arg):
-                return cls.from_list(list(x))
+                return cls._from_items(items, None, None, True, "MultiVectors.from_list")
         raise TypeError(f"{where}: {arg} must be a MultiVectors, a list of [L_i, D] arrays or a [N, L, D] tensor, "
                         f"got {type(x).__name__}")
 
@@ -215,8 +223,13 @@ class MultiVectors(_Ragged):
 
     # ------------------------------------------------------------------ conversions
     def to(self, device: Any = None, dtype: torch.dtype | None = None) -> "MultiVectors":
-        """Move or cast (explicitly). Returns self when nothing changes."""
+        """Move or cast (explicitly). Returns self when nothing changes.
+
+        Raises:
+            ValueError: a narrowing cast (float32 -> float16) that overflows some value to inf.
+        """
         v = self.values.to(device=device, dtype=dtype)
+        C.check_cast(self.values, v, "MultiVectors.to", "values")
         o = self.offsets.to(device=device)
         if v is self.values and o is self.offsets:
             return self
@@ -268,6 +281,8 @@ def _check_items(arrays: Sequence[Any], where: str, arg: str, dtype: torch.dtype
     items: list[torch.Tensor] = []
     for i, a in enumerate(arrays):
         t = C.as_tensor(a, where, f"{arg}[{i}]")
+        C.check_strided(t, where, f"{arg}[{i}]")
+        C.check_no_grad(t, where, f"{arg}[{i}]")
         if dtype is not None:
             t = t.to(dtype)
         C.check_float(t, where, f"{arg}[{i}]")
@@ -290,20 +305,35 @@ class MultiVectorList:
 
     ``fusedscore.maxsim`` takes a list of documents this way: the native backend reads each item where it
     lies (no packed copy; NaN/Inf are looked for while the item is scored), every other backend packs it
-    first (``pack``: ``MultiVectors.from_list``, which checks finiteness). Built by ``maybe``, or directly
-    by a drop-in that has checked its items already (``fusedscore.rerank``), never by users.
+    first (``pack``: ``MultiVectors.from_list``, which checks finiteness). The kernel reads each item by its
+    address with item 0's D and dtype, so every item is checked here (a wrong one would be read out of bounds).
 
     Args:
-        items: N C-contiguous [L_i, D] CPU tensors of one D and dtype (not checked here).
+        items: N >= 1 [L_i, D] CPU tensors (or numpy arrays, shared) of one D and float dtype, each C-contiguous.
         where, arg: the op and argument that errors name. groups: optional [B+1] offsets: item i is then named
             ``arg[b][i - groups[b]]`` (one list per query) instead of ``arg[i]``.
+    Raises:
+        TypeError: an item not a tensor/array, float dtypes that differ or are not fp32/fp16/bf16.
+        ValueError: no items, an item not 2-D, Ds that differ, a non-contiguous or non-CPU item.
     """
 
     __slots__ = ("items", "offsets", "where", "arg", "groups")
 
-    def __init__(self, items: list[torch.Tensor], where: str, arg: str, groups: Sequence[int] | None = None):
+    def __init__(self, items: Sequence[Any], where: str, arg: str, groups: Sequence[int] | None = None):
+        checked = _check_items(items, where, arg)
+        if not checked:
+            raise ValueError(f"{where}: {arg} must hold at least one [L_i, D] item, got 0")
+        for i, t in enumerate(checked):
+            if t.device.type != "cpu":
+                raise ValueError(f"{where}: {arg}[{i}] must be on cpu (the kernel reads host memory), got {t.device}")
+            if not t.is_contiguous():
+                raise ValueError(f"{where}: {arg}[{i}] must be C-contiguous, got strides {tuple(t.stride())}; call "
+                                 ".contiguous()")
+        self._set(checked, where, arg, groups)
+
+    def _set(self, items: list[torch.Tensor], where: str, arg: str, groups: Sequence[int] | None) -> None:
         self.items = items
-        self.offsets = _lengths_to_offsets(torch.tensor([t.shape[0] for t in items], dtype=torch.int64))
+        self.offsets = lengths_to_offsets(torch.tensor([t.shape[0] for t in items], dtype=torch.int64))
         self.where, self.arg, self.groups = where, arg, groups
 
     def name(self, i: int) -> str:
@@ -324,7 +354,9 @@ class MultiVectorList:
         if not all(isinstance(a, np.ndarray) or (isinstance(a, torch.Tensor) and a.device.type == "cpu") for a in x):
             return None
         items = _check_items(x, where, arg)
-        return cls([t if t.is_contiguous() else t.contiguous() for t in items], where, arg)
+        out = cls.__new__(cls)  # the items were checked just above (and are on the CPU): not checked twice
+        out._set([t if t.is_contiguous() else t.contiguous() for t in items], where, arg, None)
+        return out
 
     def __len__(self) -> int:
         return len(self.items)
@@ -346,9 +378,20 @@ class MultiVectorList:
         return int(self.offsets[-1])
 
     def pack(self) -> MultiVectors:
-        """The items packed into one MultiVectors (a copy; finiteness checked as every container's)."""
+        """The items packed into one MultiVectors (a copy; finiteness checked as every container's, and a
+        non-finite item named as ``check_finite`` names it)."""
         with _named(self.where, self.arg):
-            return MultiVectors.from_list(self.items)
+            mv = MultiVectors.from_list(self.items, check_finite=False)
+        if C.count_non_finite(mv.values):
+            self.check_finite()
+        return mv
+
+    def check_finite(self, ids: Iterable[int] | None = None) -> None:
+        """Raise ValueError naming the first item (of ``ids``, default all) that holds NaN/Inf."""
+        for i in range(len(self.items)) if ids is None else ids:
+            if C.count_non_finite(self.items[i]):
+                raise ValueError(f"{self.where}: {self.name(i)} must be finite (no NaN or Inf), got non-finite "
+                                 "values")
 
 
 class SparseVectors(_Ragged):
@@ -362,9 +405,14 @@ class SparseVectors(_Ragged):
         merge: how repeated ids within a row combine: "max" (BGE-M3's rule, default) or "sum".
         check_finite: reject NaN/Inf weights.
     Ids are sorted and made unique per row here (a no-op check when they already are).
+
+    Attributes:
+        vocab_inferred: True when ``from_dicts`` inferred vocab_size from the largest id (no vocab_size, vocab
+            or tokenizer given). The ops then widen it to the other side's vocab_size (two lists of dicts agree
+            on the larger), where two given vocab sizes that differ are an error.
     """
 
-    __slots__ = ("indices", "values", "offsets", "vocab_size")
+    __slots__ = ("indices", "values", "offsets", "vocab_size", "vocab_inferred")
 
     def __init__(self, indices: Any, values: Any, offsets: Any, vocab_size: int, *, merge: str = "max",
                  check_finite: bool = True):
@@ -372,6 +420,8 @@ class SparseVectors(_Ragged):
         indices = C.as_tensor(indices, where, "indices")
         values = C.as_tensor(values, where, "values")
         offsets = C.as_tensor(offsets, where, "offsets")
+        C.check_strided(values, where, "values")
+        C.check_no_grad(values, where, "values")
         if indices.dtype not in (torch.int32, torch.int64):
             raise TypeError(f"{where}: indices must have dtype int32, got {C.dtype_name(indices.dtype)}")
         C.check_float(values, where, "values")
@@ -395,7 +445,8 @@ class SparseVectors(_Ragged):
         if check_finite:
             C.check_finite(values, where, "values")
         self.vocab_size = int(vocab_size)
-        self.indices, self.values, self.offsets = _canonical_csr(indices, values, offsets, self.vocab_size, merge)
+        self.vocab_inferred = False
+        self.indices, self.values, self.offsets = canonical_csr(indices, values, offsets, self.vocab_size, merge)
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -404,29 +455,33 @@ class SparseVectors(_Ragged):
                    ) -> "SparseVectors":
         """From a list of {term: weight} dicts.
 
-        Terms are int ids, digit strings (FlagEmbedding's ``lexical_weights`` keys are ``str(token_id)``), or
-        token strings looked up in ``vocab`` / ``tokenizer.get_vocab()``. ``vocab_size`` defaults to the
-        vocabulary's size, or to max id + 1 when no vocabulary is given.
+        Terms are int ids, ASCII digit strings (FlagEmbedding's ``lexical_weights`` keys are ``str(token_id)``),
+        or token strings looked up in ``vocab`` / ``tokenizer.get_vocab()``; ids lie in [0, 2**31 - 1). Weights
+        are numbers (Python or numpy scalars, 0-d tensors). ``vocab_size`` defaults to the vocabulary's size, or
+        to max id + 1 when no vocabulary is given (then ``vocab_inferred`` is True). Repeated ids of a row merge
+        in float32, and the result is rounded to ``dtype`` once.
+
+        Raises:
+            TypeError: rows not a list of dicts, a weight that is not a number, dtype not fp32/fp16/bf16.
+            ValueError: an unknown token, an id out of range, a weight that overflows ``dtype``.
         """
         where = "SparseVectors.from_dicts"
         if isinstance(rows, Mapping) or not isinstance(rows, Sequence):
             raise TypeError(f"{where}: rows must be a list of dicts, got {type(rows).__name__}")
+        if dtype not in C.FLOAT_DTYPES:
+            raise TypeError(f"{where}: dtype must be float32, float16 or bfloat16, got {C.dtype_name(dtype)}")
         if tokenizer is not None and vocab is None:
             vocab = tokenizer.get_vocab()
-        ids: list[int] = []
-        vals: list[float] = []
-        lens: list[int] = []
-        for i, row in enumerate(rows):
-            if not isinstance(row, Mapping):
-                raise TypeError(f"{where}: rows[{i}] must be a dict of term -> weight, got {type(row).__name__}")
-            for term, w in row.items():
-                ids.append(_term_id(term, vocab, where, i))
-                vals.append(float(w))
-            lens.append(len(row))
+        ids, vals, lens = rows_from_dicts(rows, vocab, where)
+        inferred = vocab_size is None and vocab is None
         if vocab_size is None:
             vocab_size = len(vocab) if vocab is not None else (max(ids) + 1 if ids else 1)
-        return cls(torch.tensor(ids, dtype=torch.int64), torch.tensor(vals, dtype=dtype),
-                   _lengths_to_offsets(torch.tensor(lens, dtype=torch.int64)), vocab_size, merge=merge)
+        out = cls(torch.tensor(ids, dtype=torch.int64), torch.tensor(vals, dtype=torch.float32),
+                  lengths_to_offsets(torch.tensor(lens, dtype=torch.int64)), vocab_size, merge=merge)
+        if dtype != torch.float32:  # merged in float32 above: one rounding to dtype, after the sums
+            out = out._cast(dtype, where, "rows")
+        out.vocab_inferred = inferred
+        return out
 
     @classmethod
     def from_dense(cls, activations: Any, *, threshold: float = 0.0) -> "SparseVectors":
@@ -437,7 +492,7 @@ class SparseVectors(_Ragged):
         C.check_ndim(a, 2, where, "activations", "[N, V]")
         keep = a.abs() > threshold
         rows, cols = keep.nonzero(as_tuple=True)  # row-major: sorted by row then id
-        return cls(cols.to(torch.int32), a[rows, cols], _lengths_to_offsets(keep.sum(1)), int(a.shape[1]))
+        return cls(cols.to(torch.int32), a[rows, cols], lengths_to_offsets(keep.sum(1)), int(a.shape[1]))
 
     @classmethod
     def from_scipy(cls, mat: Any, *, merge: str = "max") -> "SparseVectors":
@@ -471,7 +526,7 @@ class SparseVectors(_Ragged):
             rows, cols = idx[0], idx[1]
             order = torch.argsort(rows, stable=True)
             counts = torch.bincount(rows, minlength=t.shape[0])
-            return cls(cols[order], vals[order], _lengths_to_offsets(counts), int(t.shape[1]), merge=merge)
+            return cls(cols[order], vals[order], lengths_to_offsets(counts), int(t.shape[1]), merge=merge)
         if t.layout == torch.strided:
             return cls.from_dense(t)
         raise TypeError(f"{where}: t must have layout sparse_coo or sparse_csr, got {t.layout}")
@@ -504,12 +559,32 @@ class SparseVectors(_Ragged):
                 f"dtype={C.dtype_name(self.dtype)}, device={self.device})")
 
     def to(self, device: Any = None, dtype: torch.dtype | None = None) -> "SparseVectors":
+        """Move or cast (explicitly).
+
+        Raises:
+            ValueError: a narrowing cast (float32 -> float16) that overflows some weight to inf.
+        """
+        return self._cast(dtype, "SparseVectors.to", "values", device)
+
+    def _cast(self, dtype: torch.dtype | None, where: str, arg: str, device: Any = None) -> "SparseVectors":
+        values = self.values.to(device=device, dtype=dtype)
+        C.check_cast(self.values, values, where, arg)
+        return self._like(self.indices.to(device=device), values, self.offsets.to(device=device))
+
+    def _like(self, indices: torch.Tensor, values: torch.Tensor, offsets: torch.Tensor,
+              vocab_size: int | None = None) -> "SparseVectors":
+        """A container from parts derived from this validated one (no re-validation)."""
         out = SparseVectors.__new__(SparseVectors)
-        out.indices = self.indices.to(device=device)
-        out.values = self.values.to(device=device, dtype=dtype)
-        out.offsets = self.offsets.to(device=device)
-        out.vocab_size = self.vocab_size
+        out.indices, out.values, out.offsets = indices, values, offsets
+        out.vocab_size = self.vocab_size if vocab_size is None else vocab_size
+        out.vocab_inferred = self.vocab_inferred
         return out
+
+    def with_vocab_size(self, vocab_size: int) -> "SparseVectors":
+        """The same rows under a larger vocabulary (no copy): ids stay valid, scores do not change."""
+        if vocab_size < self.vocab_size:
+            raise ValueError(f"SparseVectors.with_vocab_size: vocab_size must be >= {self.vocab_size}, got {vocab_size}")
+        return self._like(self.indices, self.values, self.offsets, int(vocab_size))
 
     def select(self, index: Any) -> "SparseVectors":
         """Gather rows by index, in the given order."""
@@ -519,9 +594,7 @@ class SparseVectors(_Ragged):
             raise IndexError(f"SparseVectors.select: index out of range for {n} items")
         idx = idx % max(n, 1)  # offsets has N+1 entries: a raw negative id would read the wrong row
         pos, off = _gather_positions(self.offsets, idx)
-        out = SparseVectors.__new__(SparseVectors)
-        out.indices, out.values, out.offsets, out.vocab_size = self.indices[pos], self.values[pos], off, self.vocab_size
-        return out
+        return self._like(self.indices[pos], self.values[pos], off)
 
     def to_dicts(self) -> list[dict[int, float]]:
         o = self.offsets.tolist()
@@ -535,42 +608,3 @@ class SparseVectors(_Ragged):
         rows = torch.repeat_interleave(torch.arange(n, device=self.device), self.lengths)
         out[rows, self.indices.long()] = self.values.float()
         return out
-
-
-def _term_id(term: Any, vocab: Mapping[str, int] | None, where: str, row: int) -> int:
-    if isinstance(term, (int, np.integer)) and not isinstance(term, bool):
-        return int(term)
-    if isinstance(term, str):
-        if vocab is not None and term in vocab:
-            return int(vocab[term])
-        if term.isdigit():
-            return int(term)
-        raise ValueError(f"{where}: rows[{row}] term {term!r} must be an int id, a digit string, or a token in the "
-                         f"given vocab/tokenizer" + ("" if vocab is not None else " (none given)"))
-    raise TypeError(f"{where}: rows[{row}] keys must be int ids or str tokens, got {type(term).__name__}")
-
-
-def _canonical_csr(indices: torch.Tensor, values: torch.Tensor, offsets: torch.Tensor, vocab_size: int, merge: str
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Sort ids within each row and merge repeats (max or sum). Cheap no-op path when already canonical."""
-    n = offsets.numel() - 1
-    nnz = indices.numel()
-    ids = indices.to(torch.int64)
-    if nnz == 0:
-        return indices.to(torch.int32), values, offsets
-    rows = torch.repeat_interleave(torch.arange(n, device=offsets.device), offsets[1:] - offsets[:-1])
-    key = rows * vocab_size + ids
-    if nnz < 2 or bool((key[1:] > key[:-1]).all()):
-        return indices.to(torch.int32).contiguous(), values.contiguous(), offsets
-    key, order = torch.sort(key, stable=True)
-    vals = values[order]
-    uniq, inverse = torch.unique_consecutive(key, return_inverse=True)
-    if uniq.numel() == nnz:
-        merged = vals
-    else:
-        reduce = "amax" if merge == "max" else "sum"
-        merged = torch.zeros(uniq.numel(), dtype=torch.float32, device=vals.device)
-        merged = merged.scatter_reduce(0, inverse, vals.float(), reduce=reduce, include_self=False).to(vals.dtype)
-    new_rows = uniq // vocab_size
-    counts = torch.bincount(new_rows, minlength=n)
-    return (uniq % vocab_size).to(torch.int32), merged.contiguous(), _lengths_to_offsets(counts)

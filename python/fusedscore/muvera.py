@@ -82,7 +82,7 @@ class FDE:
         self.r_reps = C.check_k(r_reps, where, "r_reps")
         self.seed = int(seed)
         self.fill_empty = bool(fill_empty)
-        self.max_memory = C.check_k(max_memory, where, "max_memory") if max_memory is not None else DEFAULT_ENCODE_MEMORY
+        self.max_memory = C.check_max_memory(max_memory, where) or DEFAULT_ENCODE_MEMORY
         g = torch.Generator().manual_seed(self.seed)
         self.hyperplanes = torch.randn(self.dim, self.r_reps, self.k_sim, generator=g)
         if dim_proj is None:

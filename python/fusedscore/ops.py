@@ -39,13 +39,27 @@ def groups_to_query_index(groups: Any, n_queries: int, n_docs: int, where: str) 
             raise ValueError(f"{where}: groups must be given when mode='pairs' and len(queries)={n_queries} != "
                              f"len(docs)={n_docs} (groups[b]:groups[b+1] are query b's candidates)")
         return torch.arange(n_docs, dtype=torch.int64)
-    g = C.as_tensor(groups if isinstance(groups, (torch.Tensor,)) else torch.as_tensor(groups), where, "groups")
+    g = _groups_tensor(groups, where)
     if g.dtype not in (torch.int32, torch.int64):
         raise TypeError(f"{where}: groups must be integer offsets [B+1], got {C.dtype_name(g.dtype)}")
     if g.dim() != 1 or g.numel() != n_queries + 1:
         raise ValueError(f"{where}: groups must have shape [B+1]=({n_queries + 1},), got {tuple(g.shape)}")
     g = C.check_offsets(g.cpu(), n_docs, where, "groups")
     return torch.repeat_interleave(torch.arange(n_queries, dtype=torch.int64), g[1:] - g[:-1])
+
+
+def _groups_tensor(groups: Any, where: str) -> torch.Tensor:
+    """groups as given: a tensor, an array, or a list/tuple/range of ints (a str is a sequence too, never offsets)."""
+    if isinstance(groups, (torch.Tensor, np.ndarray)):
+        return C.as_tensor(groups, where, "groups")
+    if isinstance(groups, (list, tuple, range)):
+        try:
+            return torch.as_tensor(groups)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise TypeError(f"{where}: groups must be [B+1] integer offsets (a tensor, array or list of int), got a "
+                            f"{type(groups).__name__} torch cannot read ({e})") from None
+    raise TypeError(f"{where}: groups must be [B+1] integer offsets (a tensor, array or list of int), got "
+                    f"{type(groups).__name__}")
 
 
 def _doc_index(doc_index: Any, mode: str, n_docs: int, device: torch.device, where: str) -> torch.Tensor | None:
@@ -104,8 +118,10 @@ def maxsim(queries: Any, docs: Any, *, mode: str = "all", groups: Any = None, re
         float32 [B, N] or [N] (N = len(doc_index) when given). An empty document scores -inf; an empty
         query scores 0.
     Raises:
-        ValueError: dim mismatch, bad groups, doc_index out of range or with mode="all", devices differ.
-        TypeError: dtype mismatch or bad type (doc_index not integer).
+        ValueError: dim mismatch, bad groups, doc_index out of range or with mode="all", devices differ, a NaN
+            score (float32 overflow of the dot products: never returned).
+        TypeError: dtype mismatch or bad type (doc_index not integer, groups not integer offsets).
+        MemoryError: the all-pairs [B, N] scores cannot fit in memory (use ``maxsim_topk``).
         RuntimeError: a forced backend is unavailable.
     """
     where = "maxsim"
@@ -119,10 +135,31 @@ def maxsim(queries: Any, docs: Any, *, mode: str = "all", groups: Any = None, re
     di = _doc_index(doc_index, mode, len(d), d.device, where)
     qi = _pairs_index(mode, groups, len(q), len(d) if di is None else di.numel(), d.device, where)
     impl = _dispatch.resolve("maxsim", d.device, backend)
-    return impl.fn(q, d, qi, reduce, doc_index=di)
+    out = _scores(lambda: impl.fn(q, d, qi, reduce, doc_index=di), where, len(q), len(d), qi, d.device, _TOPK_HINT)
+    return C.check_no_nan(out, where, qi, di)
+
+
+_TOPK_HINT = ("use fusedscore.maxsim_topk(queries, docs, k) to keep the best k per query, or score fewer queries or "
+              "documents per call")
+
+
+def _scores(call: Any, where: str, nq: int, nd: int, query_index: torch.Tensor | None, device: torch.device,
+            hint: str) -> torch.Tensor:
+    """Run a backend; an all-pairs [B, N] output that cannot fit is refused before it is allocated (Linux would
+    overcommit it and kill the process on first touch), and an allocator failure is reported as what was asked."""
+    if query_index is not None:
+        return call()
+    C.check_scores_fit(where, (nq, nd), device, hint)
+    try:
+        return call()
+    except (RuntimeError, MemoryError) as e:
+        if isinstance(e, MemoryError) or C.is_alloc_failure(e):
+            raise C.scores_too_large(where, (nq, nd), None, hint) from e
+        raise
 
 
 def _check_pair(q: MultiVectors | SparseVectors, d: MultiVectors | MultiVectorList | SparseVectors, where: str) -> None:
+    """Device, dtype and D (or vocab_size: see ``_agree_vocab``, which sparse callers run first) of a pair."""
     if q.device != d.device:
         raise ValueError(f"{where}: inputs must be on the same device, got queries on {q.device}, docs on {d.device}")
     C.check_float(q.values, where, "queries")  # a container cast with .to(dtype=float64) reaches no kernel
@@ -137,13 +174,31 @@ def _check_pair(q: MultiVectors | SparseVectors, d: MultiVectors | MultiVectorLi
         raise ValueError(f"{where}: docs must have vocab_size={q.vocab_size} to match queries, got {d.vocab_size}")
 
 
+def _agree_vocab(q: SparseVectors, d: SparseVectors, where: str) -> tuple[SparseVectors, SparseVectors]:
+    """A vocab_size inferred from dicts (the largest id + 1) only bounds that side's ids: it widens to the
+    other side's (two inferred sides agree on the larger; a given size wins). Two given sizes must match."""
+    if q.vocab_size == d.vocab_size or not (q.vocab_inferred or d.vocab_inferred):
+        return q, d
+    if q.vocab_inferred and d.vocab_inferred:
+        v = max(q.vocab_size, d.vocab_size)
+        return q.with_vocab_size(v), d.with_vocab_size(v)
+    small, big, small_name, big_name = (q, d, "queries", "docs") if q.vocab_inferred else (d, q, "docs", "queries")
+    if small.vocab_size > big.vocab_size:
+        raise ValueError(f"{where}: {small_name} must have term ids < vocab_size={big.vocab_size} of {big_name}, got "
+                         f"id {small.vocab_size - 1}")
+    small = small.with_vocab_size(big.vocab_size)
+    return (small, big) if q.vocab_inferred else (big, small)
+
+
 def sparse_dot(queries: Any, docs: Any, *, mode: str = "all", groups: Any = None,
                backend: str | None = None) -> torch.Tensor:
     """Learned-sparse score: ``out = sum over shared term ids of w_q * w_d`` (SPLADE, BGE-M3 lexical).
 
     Args:
         queries: B rows: a SparseVectors, a list of {term: weight} dicts, scipy.sparse or torch sparse [B, V].
-        docs: N rows, same forms, same vocab_size, dtype and device.
+        docs: N rows, same forms, same vocab_size, dtype and device. A vocab_size inferred from dicts (no
+            vocab_size given: the largest id + 1) widens to the other side's, so two lists of dicts always
+            score; two vocab sizes that were given must be equal.
         mode, groups, backend: as in ``maxsim``.
     Returns:
         float32 [B, N] or [N]. Rows with no terms score 0.
@@ -151,9 +206,13 @@ def sparse_dot(queries: Any, docs: Any, *, mode: str = "all", groups: Any = None
     where = "sparse_dot"
     q = SparseVectors.coerce(queries, where, "queries")
     d = SparseVectors.coerce(docs, where, "docs")
+    q, d = _agree_vocab(q, d, where)
     _check_pair(q, d, where)
     qi = _pairs_index(mode, groups, len(q), len(d), d.device, where)
-    return _dispatch.resolve("sparse_dot", d.device, backend).fn(q, d, qi)
+    impl = _dispatch.resolve("sparse_dot", d.device, backend)
+    out = _scores(lambda: impl.fn(q, d, qi), where, len(q), len(d), qi, d.device,
+                  "score fewer queries or documents per call (blocks of documents)")
+    return C.check_no_nan(out, where, qi)
 
 
 def dense_dot(queries: Any, docs: Any, *, mode: str = "all", groups: Any = None,
@@ -161,13 +220,20 @@ def dense_dot(queries: Any, docs: Any, *, mode: str = "all", groups: Any = None,
     """Dense score ``out = <q, d>``.
 
     Args:
-        queries: [B, D] fp32|fp16|bf16 tensor or array.  docs: [N, D], same dtype and device.
+        queries: [B, D] fp32|fp16|bf16 tensor or array.  docs: [N, D], same dtype and device. Both are
+            scanned for NaN/Inf (in blocks; one pass, cheap next to the product).
     Returns:
         float32 [B, N] or [N].
+    Raises:
+        ValueError: shape mismatch, NaN/Inf input, a NaN score (float32 overflow).  TypeError: dtype or layout.
+        MemoryError: the [B, N] scores cannot fit (use ``retrieval.blocked_topk``).
     """
     where = "dense_dot"
     q = C.as_tensor(queries, where, "queries")
     d = C.as_tensor(docs, where, "docs")
+    for t, arg in ((q, "queries"), (d, "docs")):
+        C.check_strided(t, where, arg)
+        C.check_no_grad(t, where, arg)
     C.check_float(q, where, "queries")
     C.check_float(d, where, "docs")
     C.check_ndim(q, 2, where, "queries", "[B, D]")
@@ -178,7 +244,14 @@ def dense_dot(queries: Any, docs: Any, *, mode: str = "all", groups: Any = None,
     if q.shape[1] != d.shape[1]:
         raise ValueError(f"{where}: docs must have shape [N, D] with D={q.shape[1]} to match queries, got {tuple(d.shape)}")
     qi = _pairs_index(mode, groups, q.shape[0], d.shape[0], d.device, where)
-    return _dispatch.resolve("dense_dot", d.device, backend).fn(q, d, qi)
+    # raw tensors were never validated by a container: a NaN/Inf input would come out as NaN scores
+    C.check_finite(q, where, "queries", hint=False)
+    C.check_finite(d, where, "docs", hint=False)
+    impl = _dispatch.resolve("dense_dot", d.device, backend)
+    out = _scores(lambda: impl.fn(q, d, qi), where, q.shape[0], d.shape[0], qi, d.device,
+                  "use fusedscore.retrieval.blocked_topk(queries, docs, k) to keep the best k per query, or score "
+                  "fewer queries or documents per call")
+    return C.check_no_nan(out, where, qi)
 
 
 def topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -204,13 +277,17 @@ def maxsim_topk(queries: Any, docs: Any, k: int, *, reduce: str = "sum", max_mem
                 backend: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """All-pairs MaxSim top-k over a large corpus, never holding more than a block of [B, N] scores.
 
-    Documents are scored in blocks sized so that a block of scores fits ``max_memory`` bytes; each
-    block's best k merge into the running best k.
+    Documents are scored in blocks sized so that a block of scores fits ``max_memory`` bytes (default 1 GiB);
+    each block's best k merge into the running best k, and a block is freed before the next is scored, so the
+    scores held never exceed one block (plus the [B, k] best).
 
     Returns:
         (values [B, min(k, N)] float32, indices [B, min(k, N)] int64 into docs), best first.
+    Raises:
+        ValueError: a NaN score (float32 overflow: never ranked), bad k or max_memory.
     """
     where = "maxsim_topk"
+    max_memory = C.check_max_memory(max_memory, where)
     q = MultiVectors.coerce(queries, where, "queries")
     d = MultiVectors.coerce(docs, where, "docs")
     k = C.check_k(k, where)

@@ -48,12 +48,14 @@ def _maxsim_block(qp: torch.Tensor, qm: torch.Tensor, dp: torch.Tensor, dm: torc
 
 
 def maxsim_ref(q: MultiVectors, d: MultiVectors, *, query_index: torch.Tensor | None = None, reduce: str = "sum",
-               upcast: bool = True, doc_index: torch.Tensor | None = None) -> torch.Tensor:
+               upcast: bool = True, doc_index: torch.Tensor | None = None, max_memory: int | None = None
+               ) -> torch.Tensor:
     """MaxSim late-interaction scores.
 
     Args:
         q: B queries, [Lq_b, D] each.
-        d: N documents, [Ld_n, D] each, same dtype as q.
+        d: N documents, [Ld_n, D] each, same dtype as q (or narrower: documents are cast to the compute dtype
+            chunk by chunk).
         query_index: None for all-pairs; else [N] int64, document n is scored against query query_index[n]
             (paired / rerank mode).
         reduce: "sum" or "mean" over query tokens.
@@ -61,6 +63,8 @@ def maxsim_ref(q: MultiVectors, d: MultiVectors, *, query_index: torch.Tensor | 
         doc_index: paired only: [N] int64 ids into d; pair n is query query_index[n] against document
             d[doc_index[n]] (the same as ``maxsim_ref(q, d.select(doc_index), query_index=...)``). N is then
             len(doc_index), and query_index has N entries.
+        max_memory: bytes of working set (similarity blocks, padded document chunks) per chunk, besides the
+            output; default 256 MiB.
     Returns:
         [B, N] float32 (all-pairs) or [N] float32 (paired).
 
@@ -81,11 +85,16 @@ def maxsim_ref(q: MultiVectors, d: MultiVectors, *, query_index: torch.Tensor | 
     out = torch.empty(out_shape, dtype=torch.float32, device=q.device)
     if n == 0 or len(q) == 0:
         return out
-    # the [Q, N, Lq, Ld] similarity block of one chunk stays within the budget: chunks of documents, and in
-    # all-pairs mode chunks of queries too (one query x one document at the least)
-    pair_bytes = max(1, qp.shape[1] * d.max_length * qp.element_size() * 2)
-    q_step = 1 if paired else max(1, min(len(q), _BUDGET_BYTES // pair_bytes))
-    step = max(1, _BUDGET_BYTES // (pair_bytes * q_step))
+    # one chunk's working set stays within the budget: chunks of documents, and in all-pairs mode chunks of queries
+    # too (one query x one document at the least). Per (query, document) pair: the [Lq, Ld] similarities and their
+    # masked copy, then [Lq] maxima, the masked maxima and the sum; paired pairs also gather their query's rows.
+    # Per document: its padded rows in the compute dtype and the gathered rows they come from.
+    budget = _BUDGET_BYTES if max_memory is None else max(1, int(max_memory))
+    lq, ld, es = qp.shape[1], d.max_length, qp.element_size()
+    pair_bytes = es * (2 * lq * ld + 3 * lq + 1 + (lq * q.dim if paired else 0))
+    doc_bytes = ld * d.dim * (es + d.values.element_size()) + ld
+    q_step = 1 if paired else max(1, min(len(q), budget // (pair_bytes + doc_bytes)))
+    step = max(1, budget // (pair_bytes * q_step + doc_bytes))
     for s in range(0, n, step):
         idx = torch.arange(s, min(n, s + step), device=d.device) if doc_index is None else doc_index[s: s + step]
         dp, dm = d.select(idx).to(dtype=dt).to_padded()

@@ -41,8 +41,9 @@ def blocked_topk(queries: torch.Tensor, docs: torch.Tensor, k: int, *, max_memor
     """
     where = "blocked_topk"
     k = C.check_k(k, where)
+    max_memory = C.check_max_memory(max_memory, where) or DEFAULT_MAX_MEMORY
     return topk_over_blocks(lambda s, e: dense_dot(queries, docs[s:e], backend=backend), docs.shape[0],
-                            queries.shape[0], k, max_memory or DEFAULT_MAX_MEMORY, docs.device)
+                            queries.shape[0], k, max_memory, docs.device, where=where)
 
 
 class FDEIndex:
@@ -104,6 +105,7 @@ class FDEIndex:
             ValueError: bad k/candidates, dim mismatch.  TypeError: dtype mismatch.
         """
         where = "retrieve"
+        budget = C.check_max_memory(max_memory, where) or DEFAULT_MAX_MEMORY
         q = coerce_padded(queries, mask, lengths, where, "queries")
         k = C.check_k(k, where)
         candidates = C.check_k(candidates, where, "candidates")
@@ -114,7 +116,6 @@ class FDEIndex:
         if q.dtype != self.corpus.dtype:
             raise TypeError(f"{where}: queries must have the corpus dtype ({C.dtype_name(self.corpus.dtype)}), got "
                             f"{C.dtype_name(q.dtype)}")
-        budget = max_memory or DEFAULT_MAX_MEMORY
         n = len(self)
         kk = min(k, n)
         qf = self.fde.encode_queries(q)
@@ -172,6 +173,7 @@ def retrieve(queries: Any, corpus: Any, k: int = 10, *, q_mask: Any = None, q_le
 
     Encodes the corpus on every call: keep an ``FDEIndex`` to search one corpus repeatedly.
     """
+    C.check_max_memory(max_memory, "retrieve")  # before the corpus is encoded
     c = coerce_padded(corpus, d_mask, d_lengths, "retrieve", "corpus")
     q = coerce_padded(queries, q_mask, q_lengths, "retrieve", "queries")
     if fde is None:

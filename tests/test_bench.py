@@ -326,14 +326,24 @@ def test_failing_recall_case_is_reported():
     assert "ERROR: ValueError: FDE: k_sim must be in" in render_text(d)
 
 
-def test_hf_bars_off_only_when_quiet():
+@pytest.mark.parametrize("argv", [["--only", "encoders"], ["--only", "rerank"]])
+def test_quiet_model_benchmarks_load_with_transformers_quiet(monkeypatch, argv):
+    # --only ran the model benchmarks outside the switch: "Loading weights" bars and messages under --quiet
+    import logging
+
     hf_logging = pytest.importorskip("transformers.utils.logging")
-    assert hf_logging.is_progress_bar_enabled()
-    with bench_cli._hf_bars_off(False):
-        assert hf_logging.is_progress_bar_enabled()
-    with bench_cli._hf_bars_off(True):
-        assert not hf_logging.is_progress_bar_enabled()
-    assert hf_logging.is_progress_bar_enabled()  # restored
+    seen = []
+
+    def extra(module, flag, kwargs, say):
+        seen.append((hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()))
+        return []
+
+    monkeypatch.setattr(bench_cli, "_extra", extra)
+    from fusedscore.cli import main
+
+    assert main(["bench", *argv, "--quiet"]) == 0
+    assert seen == [(False, logging.ERROR)]
+    assert hf_logging.is_progress_bar_enabled() and hf_logging.get_verbosity() != logging.ERROR  # restored
 
 
 def test_missing_extra_benchmark_says_so():

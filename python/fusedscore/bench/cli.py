@@ -1,8 +1,11 @@
 """``fusedscore bench`` and ``fusedscore report``; ``python -m fusedscore.bench`` is ``fusedscore bench``.
 
     fusedscore bench --quick                  # the kernel benchmark on synthetic data, 1-2 minutes on 2 cores
-    fusedscore bench                          # the full CPU workloads of issue 2 (under ~10 minutes)
-    fusedscore bench --device cuda            # the GPU workloads of issue 3
+    fusedscore bench                          # the full CPU workloads (under ~10 minutes): MaxSim rerank of
+                                              # 1 x 1000 docs (fp32, bf16), paired 16 x 100, all-pairs 64 x 2000,
+                                              # SPLADE- and BGE-M3-like sparse dot, 100 x 10,000 docs
+    fusedscore bench --device cuda            # the GPU workloads (fp16 MaxSim paired, rerank and top-k over 1M
+                                              # docs; sparse dot over 100,000 docs)
     fusedscore bench --plot figs/             # + the throughput-vs-length / vs-batch series, and PNGs
     fusedscore bench --cases muvera           # only the MUVERA recall check (Recall@k per FDE setting)
     fusedscore bench --record                 # write benchmarks/results/<date>-<device>-<sha>.json
@@ -12,14 +15,13 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import inspect
 import json
 import re
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 __all__ = ["register", "main", "record_path"]
 
@@ -96,28 +98,16 @@ def _extra(module: str, flag: str, kwargs: dict[str, Any], say: Callable[[str], 
     return mod.run(**{k: v for k, v in kwargs.items() if takes_any or k in params})
 
 
-@contextlib.contextmanager
-def _hf_bars_off(quiet: bool) -> Iterator[None]:
-    """--quiet: no transformers / huggingface_hub bars ("Loading weights", "Writing model shards") while the
-    model benchmarks load and save models; their own switch, restored afterwards."""
-    if not quiet:
-        yield
-        return
-    try:
-        from transformers.utils import logging as hf_logging
-    except ImportError:  # no transformers: the model benchmarks skip, and nothing draws those bars
-        yield
-        return
-    was_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_on:
-            hf_logging.enable_progress_bar()
-
-
 def bench_command(args: argparse.Namespace) -> int:
+    from ..cli import quiet_transformers
+
+    # the model benchmarks load and save models: transformers' bars ("Loading weights", "Writing model shards")
+    # and messages follow --quiet and the terminal like ours
+    with quiet_transformers(args.quiet):
+        return _bench(args)
+
+
+def _bench(args: argparse.Namespace) -> int:
     import torch
 
     from . import cases as C
@@ -179,8 +169,7 @@ def bench_command(args: argparse.Namespace) -> int:
     for flag, module, kwargs in (("--encoders", "encoders", {**common, "model_dir": args.encoder_model}),
                                  ("--rerank", "rerank", common)):
         if getattr(args, flag[2:]):
-            with _hf_bars_off(quiet):
-                rows = _extra(module, flag, kwargs, say)
+            rows = _extra(module, flag, kwargs, say)
             if rows is not None:
                 doc[module] = rows
                 say("\n".join(rows_table(module, rows)))

@@ -5,6 +5,7 @@ written, and argument/model errors reported as one message with exit status 2.""
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import types
@@ -344,3 +345,203 @@ def test_cli_label_index_with_a_real_multi_label_cross_encoder(tmp_path, capsys)
     got = _read(out)[0]["results"]
     assert [x["corpus_id"] for x in got] == sorted(range(len(scores)), key=lambda i: -scores[i])
     assert [x["score"] for x in got] == pytest.approx(sorted(scores.tolist(), reverse=True), rel=1e-5)
+
+
+# ---------------------------------------------------------------------------- --max-length, output, interrupts
+def _recording_loader(monkeypatch, model=None):
+    """``fusedscore.encoders.load`` replaced by a stub that records each call's keyword arguments."""
+    calls = []
+
+    def load(path, device=None, **kw):
+        calls.append(kw)
+        return model if model is not None else ColBERT()
+
+    mod = types.ModuleType("fusedscore.encoders")
+    mod.load, mod.detect_format = load, lambda path: "colbert"
+    monkeypatch.setitem(sys.modules, "fusedscore.encoders", mod)
+    return calls
+
+
+def test_cli_max_length_reaches_the_encoder(monkeypatch, fake_model, tmp_path):
+    calls = _recording_loader(monkeypatch)
+    inp = _write(tmp_path / "in.jsonl", [json.dumps(ROWS_A[0])])
+    args = ["rerank", "--model", fake_model, "--input", inp, "--output", str(tmp_path / "o.jsonl"), "--quiet"]
+    assert cli.main([*args, "--max-length", "7"]) == 0 and calls[-1].get("max_length") == 7
+    assert cli.main(args) == 0 and calls[-1].get("max_length") is None  # the model's own limit
+
+
+def test_cli_max_length_must_leave_room_for_a_token(fake_model, tmp_path, capsys):
+    inp = _write(tmp_path / "in.jsonl", [json.dumps(ROWS_A[0])])
+    assert cli.main(["rerank", "--model", fake_model, "--input", inp, "--output", str(tmp_path / "o"),
+                     "--max-length", "1"]) == 2
+    assert "fusedscore rerank: error: --max-length must be >= 2" in capsys.readouterr().err
+
+
+def _unwritable_dir(tmp_path) -> str:
+    d = tmp_path / "ro"
+    d.mkdir(mode=0o500)
+    if not os.access(d, os.W_OK):
+        return str(d)
+    if os.path.isdir("/sys"):  # root writes anywhere a mode forbids, but not into sysfs
+        try:
+            os.close(os.open("/sys/fusedscore-probe", os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+        except OSError:
+            return "/sys"
+        os.unlink("/sys/fusedscore-probe")
+    pytest.skip("no directory this user cannot write into")
+
+
+@pytest.mark.parametrize("where, match", [("missing", r"--output must be a file in an existing directory, got "),
+                                          ("dir", r"--output must be a file, got .* \(a directory\)"),
+                                          ("ro", r"--output must be a file this user can write, got .*\(")])
+def test_cli_output_problems_are_found_before_the_model_loads(monkeypatch, fake_model, tmp_path, capsys, where,
+                                                               match):
+    # found only once the model had loaded and the file was opened: an OSError traceback
+    calls = _recording_loader(monkeypatch)
+    inp = _write(tmp_path / "in.jsonl", [json.dumps(ROWS_A[0])])
+    out = {"missing": str(tmp_path / "no" / "such" / "o.jsonl"), "dir": str(tmp_path),
+           "ro": os.path.join(_unwritable_dir(tmp_path), "o.jsonl")}[where]
+    rc = cli.main(["rerank", "--model", fake_model, "--input", inp, "--output", out, "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and calls == [], err  # the model never loaded
+    assert re.fullmatch(f"fusedscore rerank: error: {match}.*\n", err), err
+    assert not os.path.isfile(out)
+
+
+def test_cli_checking_the_output_leaves_no_file_behind(fake_model, tmp_path, capsys):
+    inp = _write(tmp_path / "in.jsonl", [json.dumps(ROWS_A[0])])
+    out = tmp_path / "o.jsonl"
+    assert cli.main(["rerank", "--model", fake_model, "--input", inp, "--output", str(out), "--top-k", "0"]) == 2
+    assert not out.exists()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full on this system")
+def test_cli_full_disk_is_one_line_naming_the_output(fake_model, tmp_path, capsys):
+    inp = _write(tmp_path / "in.jsonl", [json.dumps(ROWS_A[0])] * 3)
+    rc = cli.main(["rerank", "--model", fake_model, "--input", inp, "--output", "/dev/full", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert err.startswith("fusedscore rerank: error: --output '/dev/full' could not be written (OSError: [Errno 28] ")
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_cli_write_error_mid_run_leaves_the_written_prefix(monkeypatch, fake_model, tmp_path, capsys):
+    from fusedscore import cli_rerank
+
+    real_open = cli_rerank._open_output
+
+    class FillsUp:
+        """The second batch finds the disk full after half its bytes went out."""
+
+        def __init__(self, path):
+            self.f, self.n = real_open(path), 0
+
+        def write(self, data):
+            self.n += 1
+            if self.n == 2:
+                self.f.write(data[: len(data) // 2])
+                self.f.flush()
+                raise OSError(28, "No space left on device")
+            return self.f.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    monkeypatch.setattr(cli_rerank, "_open_output", FillsUp)
+    rows = [{"qid": i, "query": "red fox", "documents": ["fox", "red fox"]} for i in range(6)]
+    inp = _write(tmp_path / "in.jsonl", [json.dumps(r) for r in rows])
+    out = tmp_path / "out.jsonl"
+    rc = cli.main(["rerank", "--model", fake_model, "--input", inp, "--output", str(out), "--queries-per-batch", "2",
+                   "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1, err
+    assert f"--output {str(out)!r} could not be written (OSError: [Errno 28] No space left on device; the first 2 " \
+           "queries were written)" in err
+    assert [r["qid"] for r in _read(out)] == [0, 1]  # the half-written batch is cut off: whole lines only
+
+
+@pytest.mark.parametrize("per_batch", ["1", "64"])
+@pytest.mark.parametrize("bad, where", [('{"query": "a\\ud800", "documents": ["b"]}', "query"),
+                                        ('{"query": "a", "documents": ["b", "\\udfff c"]}', r"documents\[1\]"),
+                                        ('{"qid": 1, "query": "a", "candidates": [{"doc_id": "\\ud83d", "text": "b"}]}',
+                                         r"candidates\[0\]\.doc_id"),
+                                        ('{"query": "a", "documents": [], "meta": {"n": ["\\ud800"]}}',
+                                         r"meta\.n\[0\]"),
+                                        ('{"query": "a", "documents": [], "\\ud800": 1}', "a field name")])
+def test_cli_lone_surrogate_is_a_bad_line(fake_model, tmp_path, capsys, bad, where, per_batch):
+    # JSON's "\ud800" escape decodes to half a UTF-16 pair, which UTF-8 cannot hold: a UnicodeEncodeError
+    # traceback once the output was written
+    ok = json.dumps(ROWS_A[0])
+    pair = '{"query": "\\ud83d\\ude00", "documents": ["\\ud83d\\ude00"]}'  # an escaped pair is a real character
+    inp = _write(tmp_path / "in.jsonl", [ok, pair, bad, ok])
+    out = str(tmp_path / "out.jsonl")
+    rc = cli.main(["rerank", "--model", fake_model, "--input", inp, "--output", out, "--queries-per-batch",
+                   per_batch, "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err, err
+    assert re.search(f"in.jsonl:3: {where} must be valid Unicode text, got a lone surrogate \\\\u[0-9a-f]{{4}}", err), err
+    assert [r["query"] for r in _read(out)] == ["red fox", "\U0001F600"]
+
+
+def test_cli_ctrl_c_exits_130_leaving_the_written_prefix(monkeypatch, fake_model, tmp_path, capsys):
+    _use_model(monkeypatch, Failing(KeyboardInterrupt()))
+    out = str(tmp_path / "out.jsonl")
+    try:
+        rc = cli.main(["rerank", "--model", fake_model, "--input", _boom_input(tmp_path), "--output", out,
+                       "--queries-per-batch", "2", "--no-progress"])
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C ended fusedscore rerank with a traceback")
+    captured = capsys.readouterr()
+    assert rc == 130
+    assert captured.err == f"fusedscore rerank: interrupted; the first 2 queries were written to {out}\n"
+    assert [r.get("qid") for r in _read(out)] == [None, "q7"]
+
+
+@pytest.mark.encoders
+def test_cli_sigint_in_a_real_run(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    pytest.importorskip("fusedscore.encoders")
+    from fusedscore.testing.tiny_models import CORPUS, build_cross_encoder
+
+    path = str(build_cross_encoder(tmp_path / "ce"))
+    n = 20_000  # minutes of scoring on 2 cores: the run is certainly mid-way when the signal comes
+    inp = _write(tmp_path / "in.jsonl", [json.dumps({"qid": i, "query": CORPUS[i % len(CORPUS)], "documents": CORPUS})
+                                         for i in range(n)])
+    out = tmp_path / "out.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "fusedscore", "rerank", "--model", path, "--input", inp,
+                             "--output", str(out), "--queries-per-batch", "4", "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while (not out.exists() or out.read_text().count("\n") < 8) and time.monotonic() < deadline \
+                and proc.poll() is None:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert re.fullmatch(f"fusedscore rerank: interrupted; the first \\d+ queries were written to {re.escape(str(out))}\n",
+                        err), err
+    qids = [r["qid"] for r in _read(out)]
+    assert 8 <= len(qids) < n and qids == list(range(len(qids)))  # whole lines, in input order
+    assert f"the first {len(qids)} queries" in err
+
+
+@pytest.mark.encoders
+def test_cli_max_length_truncates_a_real_model(tmp_path, capsys):
+    pytest.importorskip("fusedscore.encoders")
+    from fusedscore.testing.tiny_models import TEXTS, build_cross_encoder
+
+    path = str(build_cross_encoder(tmp_path / "ce"))
+    inp = _write(tmp_path / "in.jsonl", [json.dumps({"query": "a short query", "documents": ["one two three four "
+                                                                                           "five six seven eight"]})])
+    args = ["rerank", "--model", path, "--input", inp, "--output", str(tmp_path / "o.jsonl"), "--quiet"]
+    assert cli.main(args) == 0
+    assert "0 inputs truncated" in capsys.readouterr().out
+    assert cli.main([*args, "--max-length", "6"]) == 0
+    assert "1 inputs truncated" in capsys.readouterr().out  # the (query, document) pair cut at 6 tokens

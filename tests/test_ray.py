@@ -221,6 +221,22 @@ def test_cli_ray_streams_in_order_and_stops_at_a_bad_byte(cluster, colbert_dir, 
     assert outs["ray"].read_text() == outs["local"].read_text()  # the same code writes both, byte for byte
 
 
+def test_cli_ray_workers_get_max_length(cluster, colbert_dir, tmp_path, capsys):
+    # the workers loaded the model at its full length whatever --max-length said
+    inp = tmp_path / "in.jsonl"
+    inp.write_text("".join(json.dumps(r) + "\n" for r in _rows("objects", n=4)))
+    rows, truncated = {}, {}
+    for name, extra in (("local", []), ("ray", ["--ray", "--concurrency", "1"])):
+        out = tmp_path / f"{name}.jsonl"
+        assert cli.main(["rerank", "--model", colbert_dir, "--input", str(inp), "--output", str(out),
+                         "--max-length", "6", "--no-progress", *extra]) == 0
+        truncated[name] = int(re.search(r"(\d+) inputs truncated", capsys.readouterr().out).group(1))
+        rows[name] = [json.loads(x) for x in out.read_text().splitlines()]
+    assert truncated["ray"] == truncated["local"] > 0
+    for r, lo in zip(rows["ray"], rows["local"]):  # scores within fp32 tolerance: 1 worker thread vs 2 locally
+        _assert_same_ranking(r["results"], lo["results"], lo["qid"])
+
+
 @pytest.mark.parametrize("extra, match", [
     # the model loads on the workers only: its error comes back from there as one message
     (["--weights", "1,2"], r"--ray: a worker could not set up the model: ValueError: Reranker: weights must have "

@@ -15,12 +15,19 @@ Results are sorted best first and cut to ``--top-k``. A score of ``-inf`` (a doc
 token) is written as ``null``: JSON has no infinity. Rows are scored in batches of ``--queries-per-batch``
 (one kernel call each) and written as soon as they are scored. Errors:
 
-- a bad line (bad JSON, invalid UTF-8, a missing or mistyped field) stops the run with
-  ``<file>:<line>: <why>`` after every line before it has been scored and written: exit status 2;
+- a bad line (bad JSON, invalid UTF-8, a lone surrogate escape such as ``"\\ud800"``, a missing or mistyped
+  field) stops the run with ``<file>:<line>: <why>`` after every line before it has been scored and written:
+  exit status 2;
 - scoring that fails (the model raised) stops it with ``<file>:<first>-<last>: scoring failed: <why>``
   naming the lines of the failing batch, every batch before it written: exit status 1;
 - a bad argument or a model that cannot be used (not loadable, ``--weights`` that do not fit its signals,
-  a multi-label cross-encoder without ``--label-index``) is reported before any line is read: exit status 2.
+  a multi-label cross-encoder without ``--label-index``) is reported before any line is read: exit status 2;
+  so is an ``--output`` that cannot be written (no such directory, a directory, no permission), checked
+  before the model loads;
+- an output that fails while it is written (a full disk) stops the run with one line naming it: exit status 2;
+- Ctrl-C stops it with one line: exit status 130.
+
+After any of these the output file holds exactly the queries the message counts, whole lines in input order.
 
 The summary line on stdout counts queries, pairs, pairs/s and the inputs the encoders truncated to the
 model's length limit.
@@ -147,6 +154,38 @@ def _finite_float(text: str) -> float:
     return x
 
 
+def _has_surrogate(text: str) -> int:
+    """Index of the first lone surrogate in ``text``, -1 if none (a str holds one only from a JSON escape)."""
+    try:
+        text.encode("utf-8")
+        return -1
+    except UnicodeEncodeError as e:
+        return e.start
+
+
+def _lone_surrogate(obj: Any) -> str | None:
+    """Where in a parsed JSON value a string (or a field name) holds a lone surrogate, e.g. ``documents[2]``,
+    with the surrogate and its position; None when every string is valid Unicode text."""
+    stack: list[tuple[str, Any]] = [("", obj)]  # iterative: the value may be nested thousands deep
+    while stack:
+        path, v = stack.pop()
+        if isinstance(v, str):
+            i = _has_surrogate(v)
+            if i >= 0:
+                return f"{path or 'the line'} must be valid Unicode text, got a lone surrogate \\u{ord(v[i]):04x} " \
+                       f"at character {i + 1} (half of a UTF-16 pair, which UTF-8 cannot hold)"
+        elif isinstance(v, dict):
+            for k in v:
+                i = _has_surrogate(k)
+                if i >= 0:
+                    return f"a field name{' in ' + path if path else ''} must be valid Unicode text, got a lone " \
+                           f"surrogate \\u{ord(k[i]):04x} in {k!r} (half of a UTF-16 pair, which UTF-8 cannot hold)"
+            stack.extend((f"{path}.{k}" if path else k, x) for k, x in reversed(v.items()))
+        elif isinstance(v, list):
+            stack.extend((f"{path}[{j}]", v[j]) for j in reversed(range(len(v))))
+    return None
+
+
 def iter_rows(lines: Any) -> Iterator[tuple[int, dict[str, Any]]]:
     """(lineno, validated row) for each non-blank line; raises ``BadLine`` at the first bad one.
 
@@ -163,7 +202,8 @@ def iter_rows(lines: Any) -> Iterator[tuple[int, dict[str, Any]]]:
             return
         except OSError as e:  # the file itself failed (I/O error, network filesystem): where it stopped
             raise BadLine(lineno, f"cannot be read ({type(e).__name__}: {e})") from e
-        if isinstance(line, bytes):
+        decoded = isinstance(line, bytes)
+        if decoded:
             try:
                 line = line.decode("utf-8")
             except UnicodeDecodeError as e:
@@ -179,7 +219,13 @@ def iter_rows(lines: Any) -> Iterator[tuple[int, dict[str, Any]]]:
             raise BadLine(lineno, f"bad JSON ({e})") from None
         except RecursionError:  # json's recursive parser on thousands of nested brackets
             raise BadLine(lineno, "bad JSON (nested too deeply)") from None
-        yield lineno, parse_row(obj, lineno)
+        row = parse_row(obj, lineno)
+        # in a line decoded here (strict UTF-8) only a \uD800-\uDFFF escape yields a surrogate: most skip the walk
+        if "\\u" in line or (not decoded and _has_surrogate(line) >= 0):
+            why = _lone_surrogate(obj)
+            if why is not None:
+                raise BadLine(lineno, why)
+        yield lineno, row
 
 
 def _count_lines(path: str) -> int:
@@ -187,24 +233,27 @@ def _count_lines(path: str) -> int:
         return sum(1 for line in f if line.strip())
 
 
-def load_model(model_dir: str, *, device: Any = None, label_index: int | None = None) -> Any:
+def load_model(model_dir: str, *, device: Any = None, label_index: int | None = None,
+               max_length: int | None = None) -> Any:
     """``fusedscore.encoders.load(model_dir, device=device)``; ``label_index`` (the logit column a multi-label
-    cross-encoder ranks by) is passed to a cross-encoder only, the one format that has such columns.
+    cross-encoder ranks by) is passed to a cross-encoder only, the one format that has such columns;
+    ``max_length`` (the encoder's truncation length in tokens, None: the model's) to any encoder.
 
     Raises:
         ValueError: ``label_index`` for a model that is not a cross-encoder, or out of range; the loaders' errors.
     """
+    kw: dict[str, Any] = {} if max_length is None else {"max_length": max_length}
     if label_index is None:
         from .encoders import load
 
-        return load(model_dir, device=device)
+        return load(model_dir, device=device, **kw)
     from .encoders import detect_format, load
 
     fmt = detect_format(model_dir)
     if fmt != "cross":
         raise ValueError(f"load_model: label_index must be None for a {fmt} model (it picks a cross-encoder's "
                          f"logit column), got {label_index}")
-    return load(model_dir, device=device, label_index=label_index)
+    return load(model_dir, device=device, label_index=label_index, **kw)
 
 
 def parse_weights(text: str | None) -> list[float] | None:
@@ -233,6 +282,8 @@ def _check_args(args: argparse.Namespace) -> str | None:
             return f"{flag} must be > 0, got {v}"
     if args.label_index is not None and args.label_index < 0:
         return f"--label-index must be >= 0, got {args.label_index}"
+    if args.max_length is not None and args.max_length < 2:  # the encoders' own floor: room for [CLS] and [SEP]
+        return f"--max-length must be >= 2 (tokens, special tokens included), got {args.max_length}"
     for flag, v, low in (("--num-cpus", args.num_cpus, "> 0"), ("--num-gpus", args.num_gpus, ">= 0")):
         if v is not None and (not math.isfinite(v) or v < 0 or (v == 0 and low == "> 0")):
             return f"{flag} must be a number {low}, got {v:g}"
@@ -245,7 +296,34 @@ def _check_args(args: argparse.Namespace) -> str | None:
         parse_weights(args.weights)
     except ValueError as e:
         return str(e)
+    return _check_output(args.output)  # last: it touches the filesystem, and only when all else is right
+
+
+def _check_output(path: str) -> str | None:
+    """Why ``path`` cannot be the output (None: it can), found before a model loads or a line is read.
+
+    The output is really opened to find out: permission bits do not tell (root writes past them, a read-only
+    mount refuses everyone). An existing file is opened for appending, so nothing in it changes; a new one is
+    created and removed again, so a run that stops before its first line leaves no file behind."""
+    if os.path.isdir(path):
+        return f"--output must be a file, got {path!r} (a directory)"
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        return f"--output must be a file in an existing directory, got {path!r} (no directory {parent!r})"
+    try:
+        if os.path.exists(path):
+            open(path, "ab").close()
+        else:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            os.unlink(path)
+    except OSError as e:
+        return f"--output must be a file this user can write, got {path!r} ({type(e).__name__}: {e.strerror})"
     return None
+
+
+def _open_output(path: str) -> Any:
+    """The output file, binary: the writer counts the bytes of whole lines, to cut a failed write back to them."""
+    return open(path, "wb")
 
 
 def _local_reranker(args: argparse.Namespace) -> Any:
@@ -258,7 +336,7 @@ def _local_reranker(args: argparse.Namespace) -> Any:
         if not torch.cuda.is_available():  # else: an AssertionError from deep inside model.to()
             raise SetupError(f"--device must be a device torch can use, got {args.device!r} with no CUDA GPU visible")
     try:
-        model = load_model(args.model, device=args.device, label_index=args.label_index)
+        model = load_model(args.model, device=args.device, label_index=args.label_index, max_length=args.max_length)
     except (ValueError, TypeError, OSError, RuntimeError) as e:
         raise SetupError(f"--model {args.model!r} cannot be used: {e}") from e
     n = getattr(model, "num_labels", None)
@@ -313,18 +391,32 @@ class _ScoringFailed(Exception):
         self.pending, self.error = pending, error
 
 
+class _WriteFailed(Exception):
+    def __init__(self, error: OSError):
+        super().__init__(str(error))
+        self.error = error
+
+
 def _run_job(args: argparse.Namespace, total: int, make_scorer: Callable[[], Any], on: str) -> int:
     """Read, validate, score (``make_scorer()``, started at the first valid batch) and write in input order."""
     from tqdm import tqdm
 
     n_queries = n_pairs = n_truncated = 0
+    good_bytes = 0  # the output's length up to the last batch written whole
     scorer: Any = None
     queue: deque[_Pending] = deque()
     batch: list[tuple[int, dict[str, Any]]] = []
     bad: BadLine | None = None
-    status, reraise = 0, None
+    write_error: OSError | None = None
+    status, reraise, interrupted = 0, None, False
     t0 = time.perf_counter()
-    with open(args.input, "rb") as fin, open(args.output, "w", encoding="utf-8") as fout, \
+    try:
+        fout = _open_output(args.output)
+    except OSError as e:  # checked before the model loaded; this is a change since (removed directory, full quota)
+        print(f"{_PROG}: error: --output {args.output!r} could not be written ({type(e).__name__}: {e})",
+              file=sys.stderr)
+        return 2
+    with open(args.input, "rb") as fin, \
             tqdm(total=total, unit="query", desc="rerank", disable=args.no_progress or None, file=sys.stderr) as bar:
 
         def submit() -> None:
@@ -339,15 +431,20 @@ def _run_job(args: argparse.Namespace, total: int, make_scorer: Callable[[], Any
             batch.clear()
 
         def drain(keep: int) -> None:
-            nonlocal n_queries, n_pairs, n_truncated
+            nonlocal n_queries, n_pairs, n_truncated, good_bytes
             while len(queue) > keep:
                 p = queue.popleft()  # oldest first: the output is in input order and always a prefix of it
                 try:
                     lines, truncated = scorer.result(p.handle)
                 except Exception as e:
                     raise _ScoringFailed(p, e) from e
-                fout.write("".join(s + "\n" for s in lines))
-                fout.flush()
+                data = "".join(s + "\n" for s in lines).encode("utf-8")
+                try:
+                    fout.write(data)
+                    fout.flush()
+                except OSError as e:
+                    raise _WriteFailed(e) from e
+                good_bytes += len(data)
                 n_queries, n_pairs, n_truncated = n_queries + p.rows, n_pairs + p.pairs, n_truncated + truncated
                 bar.update(p.rows)
 
@@ -360,7 +457,7 @@ def _run_job(args: argparse.Namespace, total: int, make_scorer: Callable[[], Any
                         drain(scorer.max_in_flight)
             except BadLine as e:
                 bad = e
-            except (SetupError, _ScoringFailed):
+            except (SetupError, _ScoringFailed, _WriteFailed):
                 raise
             except Exception:  # not a bad line but a bug: the lines read before it are still scored and written
                 submit()
@@ -379,9 +476,28 @@ def _run_job(args: argparse.Namespace, total: int, make_scorer: Callable[[], Any
             status = 1
             if not isinstance(f.error, scorer.reported):  # a bug, not a model error: keep its traceback
                 reraise = f.error
+        except _WriteFailed as w:
+            write_error = w.error
+        except KeyboardInterrupt:  # Ctrl-C: the user's choice, not a crash (no traceback)
+            interrupted = True
         finally:
-            if scorer is not None:
-                scorer.close()
+            try:
+                if scorer is not None:
+                    scorer.close()
+            finally:
+                try:
+                    fout.close()  # after a failed write it retries the buffered rest and fails again
+                except OSError as e:
+                    write_error = write_error or e
+    if write_error is not None or interrupted:
+        _cut(args.output, good_bytes)
+    if interrupted:
+        print(f"{_PROG}: interrupted; the first {n_queries} queries were written to {args.output}", file=sys.stderr)
+        return 130
+    if write_error is not None:
+        print(f"{_PROG}: error: --output {args.output!r} could not be written ({type(write_error).__name__}: "
+              f"{write_error}; the first {n_queries} queries were written)", file=sys.stderr)
+        status, bad = 2, None  # the lines after the failure were never written: a bad line among them is moot
     if bad is not None:
         print(f"{_PROG}: error: {args.input}:{bad.lineno}: {bad.why} ({n_queries} queries before it were "
               f"written to {args.output})", file=sys.stderr)
@@ -394,13 +510,34 @@ def _run_job(args: argparse.Namespace, total: int, make_scorer: Callable[[], Any
     return status
 
 
+def _cut(path: str, size: int) -> None:
+    """Cut a regular output file back to ``size`` bytes: the whole lines of the batches counted as written, not
+    half a batch a full disk or Ctrl-C left behind. A device or pipe has nothing to cut; a cut that fails
+    leaves the file as it is, and the error already reported stands."""
+    if not os.path.isfile(path):
+        return
+    try:
+        os.truncate(path, size)
+    except OSError as e:
+        print(f"{_PROG}: warning: --output {path!r} could not be cut back to its whole lines ({e}); its last line "
+              f"may be partial", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
+    """``fusedscore rerank``: check the arguments and the output, load the model, run the job."""
+    from .cli import quiet_transformers
+
     msg = _check_args(args)
     if msg is not None:
         print(f"{_PROG}: error: {msg}", file=sys.stderr)
         return 2
+    with quiet_transformers(args.no_progress):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     total = _count_lines(args.input)
-    if args.ray is not None:  # the same job on a Ray cluster (issue 7)
+    if args.ray is not None:  # the same job on a Ray cluster
         from .integrations.ray import RayScorer, _import_ray
 
         try:
@@ -433,11 +570,15 @@ def register(subparsers: Any) -> None:
     p.add_argument("--weights", default=None, help="comma-separated weight per signal, e.g. 0.4,0.2,0.4")
     p.add_argument("--normalize", default="none", choices=["none", "minmax", "zscore", "sigmoid"])
     p.add_argument("--fusion", default="weighted", choices=["weighted", "rrf"])
+    p.add_argument("--max-length", type=int, default=None,
+                   help="encoder truncation length (default: the model's)")
     p.add_argument("--max-memory", type=int, default=None, help="bytes of embeddings per scoring chunk")
     p.add_argument("--label-index", type=int, default=None,
                    help="the logit column a multi-label cross-encoder (num_labels > 1) ranks by")
     p.add_argument("--return-documents", action="store_true", help="include each document's text in the results")
-    p.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true",
+                   help="no progress bars (not even transformers' while the model loads) and no transformers "
+                        "info messages")
     g = p.add_argument_group("Ray", "run the job on a Ray cluster; needs pip install \"fusedscore[ray]\"")
     g.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="run on a Ray cluster at ADDRESS (e.g. auto, ray://head:10001), or on a new local one when "

@@ -97,6 +97,7 @@ class RerankPredictor:
         mode, weights, normalize, fusion, max_memory, **reranker_kwargs: as ``fusedscore.Reranker``.
         top_k: keep the best ``top_k`` per query (default: all).
         label_index: the logit column a multi-label cross-encoder ranks by (``cli_rerank.load_model``).
+        max_length: the encoder's truncation length in tokens (default: the model's), as ``--max-length``.
         device: "cpu", "cuda", ... Default: "cuda" when Ray assigned this worker a GPU, else the model's default.
         batch_size: encoder batch size (texts per forward pass), as ``fusedscore rerank --batch-size``.
         return_documents: add each document's ``text`` to its result.
@@ -107,7 +108,7 @@ class RerankPredictor:
     def __init__(self, model_dir: str, *, mode: Any = None, top_k: int | None = None, device: Any = None,
                  batch_size: int = 32, weights: Any = None, normalize: str = "none", fusion: str = "weighted",
                  max_memory: int | None = None, return_documents: bool = False, label_index: int | None = None,
-                 **reranker_kwargs: Any):
+                 max_length: int | None = None, **reranker_kwargs: Any):
         from .. import _check as C
         from ..cli_rerank import load_model
         from ..reranker import Reranker
@@ -119,7 +120,7 @@ class RerankPredictor:
         if device is None and _assigned_gpus():
             device = "cuda"  # Ray masks CUDA_VISIBLE_DEVICES to this actor's GPU(s): cuda means cuda:0 of those
         self.device = device
-        model = load_model(str(model_dir), device=device, label_index=label_index)
+        model = load_model(str(model_dir), device=device, label_index=label_index, max_length=max_length)
         self.reranker = Reranker(model, mode=mode, weights=weights, normalize=normalize, fusion=fusion,
                                  max_memory=max_memory, device=device, **reranker_kwargs)
 
@@ -251,9 +252,14 @@ class _LineWorker:
     """Ray actor behind ``fusedscore rerank --ray``: a ``RerankPredictor`` turning validated rows into the
     output JSON lines, through ``cli_rerank.score_lines`` like the local run (so the files are identical)."""
 
-    def __init__(self, model_dir: str, kwargs: dict[str, Any]):
+    def __init__(self, model_dir: str, kwargs: dict[str, Any], quiet: bool = False):
+        from ..cli import quiet_transformers
+
         try:
-            self.predictor, self.error = RerankPredictor(model_dir, **kwargs), None
+            # the worker's stderr is forwarded to the driver's: transformers' loading bars and, under --quiet,
+            # its messages stay out of it as they do in a local run
+            with quiet_transformers(quiet):
+                self.predictor, self.error = RerankPredictor(model_dir, **kwargs), None
         except Exception as e:  # re-raised by ready(): Ray reports a raising __init__ only as an ActorDiedError
             self.predictor, self.error = None, e  # whose text holds the traceback, with no exception to show
 
@@ -307,9 +313,10 @@ class RayScorer:
                           # Ray masks CUDA_VISIBLE_DEVICES to the actor's GPU(s): cuda:1 on the driver is cuda there
                           device="cuda" if cuda else args.device, weights=parse_weights(args.weights),
                           normalize=args.normalize, fusion=args.fusion, max_memory=args.max_memory,
-                          return_documents=args.return_documents, label_index=args.label_index)
+                          return_documents=args.return_documents, label_index=args.label_index,
+                          max_length=args.max_length)
             actor = ray.remote(_LineWorker).options(**opts)
-            self.workers = [actor.remote(args.model, kwargs) for _ in range(n)]
+            self.workers = [actor.remote(args.model, kwargs, args.no_progress) for _ in range(n)]
         except BaseException:
             self.close()
             raise

@@ -388,3 +388,47 @@ def test_cached_encodings_come_back_on_the_encoders_device(beir, tmp_path):
     enc.device = torch.device("meta")
     got = Evaluator(load_dataset(beir), {"dense": enc}, EvalOptions(quiet=True, cache=cache, chunk=2)).rep("dense", "corpus", "dense")
     assert got.device.type == "meta" and tuple(got.shape) == (6, len(VOCAB))
+
+
+def test_bars_draw_only_on_a_terminal(beir, capsys):
+    # quiet=False in a log (stderr not a terminal): the bars drew every frame into it
+    Evaluator(load_dataset(beir), {"dense": DenseStub(), "multi": TokenStub()},
+              EvalOptions(chunk=2)).evaluate(["dense", "muvera"])
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.encoders
+def test_cli_loads_each_model_directory_once(tmp_path, monkeypatch):
+    # a bi-encoder named for the muvera/colbert role was read twice: as itself, then again as a ColBERT
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("fusedscore.encoders", reason="the encoders are not available")
+    from fusedscore.testing import tiny_models as tm
+    from fusedscore.encoders import ColBERT
+
+    docs = [{"_id": f"c{i}", "text": t} for i, t in enumerate(tm.CORPUS)]
+    data = _write_beir(tmp_path / "beir", docs, [{"_id": "a", "text": "fox"}, {"_id": "b", "text": "capital"}],
+                       [("a", "c0", 1), ("b", "c4", 1)])
+    dense = tm.build_dense(tmp_path / "dense")
+    loads = []
+    real = transformers.AutoModel.from_pretrained
+    monkeypatch.setattr(transformers.AutoModel, "from_pretrained",
+                        lambda path, *a, **k: (loads.append(Path(path).resolve()), real(path, *a, **k))[1])
+    out = tmp_path / "res.json"
+    # the same directory for every role, spelled two ways
+    assert cli_main(["eval", "--data", str(data), "--model", str(dense), "--multi-model", f"{tmp_path}/./dense/",
+                     "--mode", "dense,colbert", "--quiet", "--output", str(out)]) == 0
+    assert loads == [Path(dense).resolve()]
+    # the token encoder on the shared weights encodes as a ColBERT loaded from the directory (the old way) does
+    from fusedscore.encoders import DenseEncoder
+    from fusedscore.evaluate import _token_encoder
+
+    shared = _token_encoder(DenseEncoder.from_pretrained(dense, device="cpu"))
+    own = ColBERT.from_pretrained(dense, device="cpu", query_prefix="", document_prefix="", do_query_expansion=False,
+                                  query_length=shared.query_length, document_length=shared.document_length)
+    for is_query in (True, False):
+        a = shared.encode(tm.CORPUS, is_query=is_query, as_containers=True)
+        b = own.encode(tm.CORPUS, is_query=is_query, as_containers=True)
+        assert torch.equal(a.offsets, b.offsets) and torch.equal(a.values, b.values)
+    got = {r["mode"]: r for r in json.loads(out.read_text())["rows"]}["colbert"]
+    ref = Evaluator(load_dataset(data), {"multi": own}, EvalOptions(quiet=True)).evaluate(["colbert"])[0]
+    assert {m: got[m] for m in ("nDCG@10", "MRR@10", "R@100")} == {m: ref[m] for m in ("nDCG@10", "MRR@10", "R@100")}

@@ -33,6 +33,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from ._blocks import topk_over_blocks
+from .cli import quiet_transformers, stderr_is_terminal
 from .containers import MultiVectors, SparseVectors
 from .eval_data import DataError, Dataset, Run, load_dataset, read_run, write_run
 from .muvera import FDE
@@ -238,7 +239,9 @@ class Evaluator:
     # ------------------------------------------------------------------ helpers
     def _progress(self, it: Any, desc: str, total: int | None = None) -> Any:
         from tqdm.auto import tqdm
-        return tqdm(it, desc=desc, total=total, disable=self.opt.quiet, leave=False, file=sys.stderr)
+
+        # disable=None: drawn only on a terminal; in a log every redraw would stay as a line of its own
+        return tqdm(it, desc=desc, total=total, disable=self.opt.quiet or None, leave=False, file=sys.stderr)
 
     def _model(self, role: str, mode: str) -> Any:
         m = self.models.get(role)
@@ -324,7 +327,8 @@ class Evaluator:
         if self._index is None:
             d = self.rep("multi", "corpus", "muvera")
             t0 = time.perf_counter()
-            self._index = FDEIndex(FDE(d.dim, **self.opt.fde), d, show_progress=not self.opt.quiet)
+            self._index = FDEIndex(FDE(d.dim, **self.opt.fde), d,
+                                   show_progress=not self.opt.quiet and stderr_is_terminal())
             self.encode_seconds["fde/corpus"] = round(time.perf_counter() - t0, 3)
         return self._to_run(*self._index.search(q, self.opt.depth, candidates=max(self.opt.candidates, self.opt.depth),
                                                 reduce=self.opt.reduce, max_memory=self.opt.max_memory))
@@ -517,7 +521,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--cache", help="directory to save encodings in and reuse them from (keyed by model and texts)")
     p.add_argument("--output", help="write the results as JSON here")
     p.add_argument("--save-runs", help="write each mode's run as a TREC run file into this directory")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bars (not even transformers' while models load) and no transformers info "
+                        "messages")
     p.set_defaults(func=main)
 
 
@@ -529,32 +535,40 @@ def _load_models(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, st
     from .encoders import load  # transformers is heavy: import only when a model is asked for
 
     kw = {k: v for k, v in (("device", args.device), ("max_length", args.max_length)) if v is not None}
-    loaded: dict[str, Any] = {}
-    for p in dict.fromkeys(paths.values()):
+    loaded: dict[Path, Any] = {}  # one load per directory, however many roles or spellings name it
+    for p in paths.values():
         if not Path(p).is_dir():
             raise FileNotFoundError(f"eval: model must be a model directory, got {p!r}")
-        loaded[p] = load(p, **kw)
-    models = {r: loaded[p] for r, p in paths.items()}
+        key = Path(p).resolve()
+        if key not in loaded:
+            loaded[key] = load(p, **kw)
+    models = {r: loaded[Path(p).resolve()] for r, p in paths.items()}
     if "multi" in models and _kind(models["multi"]) == "dense":
-        models["multi"] = _token_encoder(paths["multi"], models["multi"], args.device)
+        models["multi"] = _token_encoder(models["multi"])
     return models, paths
 
 
-def _token_encoder(path: str, dense: Any, device: str | None) -> Any:
-    """A sentence-transformers bi-encoder used for its token vectors (a stand-in late-interaction model):
-    its directory loaded as a ColBERT without prefixes or query expansion; queries keep up to 64 tokens,
-    documents the bi-encoder's own limit (L2-normalised token vectors, punctuation skipped)."""
+def _token_encoder(dense: Any) -> Any:
+    """A sentence-transformers bi-encoder used for its token vectors (a stand-in late-interaction model): a
+    ColBERT sharing its transformer, tokenizer and Dense modules (not a second load of the directory), without
+    prefixes or query expansion; queries keep up to 64 tokens, documents the bi-encoder's own limit."""
     from .encoders import ColBERT
+    from .encoders._formats import check_dense_chain
 
     limit = int(getattr(dense, "max_length", None) or 256)
-    return ColBERT.from_pretrained(path, device=device, query_prefix="", document_prefix="", do_query_expansion=False,
-                                   query_length=min(64, limit), document_length=limit)
+    layers = list(dense.dense_layers)
+    check_dense_chain(layers, int(dense.model.config.hidden_size), "eval: --multi-model")
+    cfg = {"query_prefix": "", "document_prefix": "", "do_query_expansion": False, "query_length": min(64, limit),
+           "document_length": limit}
+    return ColBERT(dense.model, dense.tokenizer, layers, cfg, do_lower_case=dense.do_lower_case, path=dense.path,
+                   device=dense.device, dtype=dense.dtype, max_length=None)
 
 
 def main(args: argparse.Namespace) -> int:
     """``fusedscore eval``: print the table, write JSON / runs when asked. Exit 2 on a bad request or file."""
     try:
-        return _main(args)
+        with quiet_transformers(args.quiet):
+            return _main(args)
     except (DataError, EvalError, FileNotFoundError) as e:
         print(f"fusedscore eval: error: {e}", file=sys.stderr)
         return 2

@@ -219,3 +219,30 @@ def test_sparse_select_negative_and_out_of_range_indices():
         sv.select([3])
     with pytest.raises(IndexError, match="out of range"):
         sv.select([-4])
+
+
+_SCAN_PEAK = """
+import resource, sys, torch
+from fusedscore import _check as C
+v = torch.full((64 << 20,), 0.5, dtype=getattr(torch, sys.argv[1]))  # 128 MiB of 16-bit values
+v[-1] = float(sys.argv[2])
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    C.check_finite(v, "t", "v")
+except ValueError:
+    pass
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+"""
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("last", ["0.5", "nan"])  # all finite (the fast path), and the exact count after it
+def test_finiteness_scan_of_16_bit_values_holds_a_block_not_a_float32_copy(dtype, last):
+    """The scan once widened every fp16/bf16 value to float32 at once (+256 MiB for 128 MiB of values); in blocks
+    it holds a few MiB whatever the size. Peak RSS of a fresh process."""
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-c", _SCAN_PEAK, dtype, last], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert int(res.stdout.split()[-1]) < 48 << 20

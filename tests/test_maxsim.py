@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fusedscore as fs
+import fusedscore._check as fs_check
 from fusedscore import _dispatch
 from fusedscore.containers import MultiVectors
 from fusedscore.reference import maxsim_ref
@@ -492,3 +493,82 @@ def test_native_rows_rejects_bad_tables():
     with pytest.raises(ValueError, match=r"maxsim_rows: d_values must be of shape \[Td, D\] with D=4 to match q_values, "
                                          r"got D=5"):
         NATIVE.maxsim_rows(d_rows=rows, dim=5, **args)
+
+
+# ----------------------------------------------------------------------------- memory (issue 11, item 5)
+def _empty_sets(b: int, n: int) -> tuple[MultiVectors, MultiVectors]:
+    """b empty queries and n empty documents: the scores are the only memory such a call needs."""
+    return (MultiVectors(torch.zeros(0, 4), torch.zeros(b + 1, dtype=torch.int64)),
+            MultiVectors(torch.zeros(0, 4), torch.zeros(n + 1, dtype=torch.int64)))
+
+
+def test_all_pairs_output_that_cannot_fit_says_what_was_asked(monkeypatch):
+    q, d = _empty_sets(100_000, 1_000_000)  # 400 GB of scores: refused before allocation
+    with pytest.raises(MemoryError, match=r"maxsim: the scores \[B, N\]=\(100000, 1000000\) need 372\.5 GiB of "
+                                          r"float32, more than the .* available; use fusedscore.maxsim_topk"):
+        fs.maxsim(q, d)
+    with pytest.raises(MemoryError, match=r"dense_dot: the scores \[B, N\]=\(100000, 1000000\) need 372\.5 GiB.*"
+                                          r"blocked_topk"):
+        fs.dense_dot(torch.zeros(100_000, 0), torch.zeros(1_000_000, 0))
+    # where the free memory cannot be told, the allocator's own failure is reported the same way
+    monkeypatch.setattr(fs_check, "available_memory", lambda device: None)
+    monkeypatch.setattr(_dispatch, "_out", lambda *a: torch.empty(2**62, dtype=torch.uint8))
+    with pytest.raises(MemoryError, match=r"maxsim: the scores \[B, N\]=\(100000, 1000000\) need 372\.5 GiB of "
+                                          r"float32, more than the allocator could give; use fusedscore.maxsim_topk"):
+        fs.maxsim(q, d, backend="native" if NATIVE is not None else "reference")
+
+
+@pytest.mark.parametrize("backend", ["native", "reference"])
+def test_maxsim_topk_holds_one_block_of_scores(backend, monkeypatch):
+    """Every block the scorer returns fits max_memory, and none is still referenced when the next is scored."""
+    if backend == "native" and NATIVE is None:
+        pytest.skip("native extension not built")
+    import weakref
+
+    name = "_native_maxsim" if backend == "native" else "_ref_maxsim"
+    real, alive = getattr(_dispatch, name), []
+
+    def spy(*a, **kw):
+        assert not any(r() is not None for r in alive), "an earlier block of scores is still held"
+        out = real(*a, **kw)
+        assert out.numel() * 4 <= 512 // (2 if backend == "reference" else 1)
+        alive.append(weakref.ref(out))
+        return out
+
+    monkeypatch.setattr(_dispatch, name, spy)
+    q = MultiVectors.from_list([torch.randn(3, 8) for _ in range(4)])
+    d = MultiVectors.from_list([torch.randn(2, 8) for _ in range(100)])
+    got = fs.maxsim_topk(q, d, 5, max_memory=512, backend=backend)  # blocks of 32 documents x 4 queries
+    assert len(alive) >= 4
+    exp = torch.topk(maxsim_ref(q, d), 5, dim=1)
+    assert torch.equal(got[1], exp.indices) and torch.allclose(got[0], exp.values, rtol=1e-5, atol=1e-6)
+
+
+_PEAK = """
+import resource, sys, torch, fusedscore as fs
+from fusedscore.containers import MultiVectors
+b, n, mem, backend = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+one = lambda m: MultiVectors(torch.randn(m, 1), torch.arange(m + 1))
+q, d = one(b), one(n)
+fs.maxsim_topk(q, one(64), 3, max_memory=mem, backend=backend)  # warm up: threads, lazy imports
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+fs.maxsim_topk(q, d, 3, max_memory=mem, backend=backend)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+"""
+
+
+@pytest.mark.parametrize("backend", ["native", "reference"])
+def test_maxsim_topk_peak_memory_is_one_block(backend):
+    """Measured in a fresh process (peak RSS): 4 blocks of 64 MiB; the peak grows by about one block, where two
+    blocks (and the reference's similarity chunks, 2.5x) were held before."""
+    if backend == "native" and NATIVE is None:
+        pytest.skip("native extension not built")
+    import subprocess
+    import sys
+
+    mem = 64 << 20
+    res = subprocess.run([sys.executable, "-c", _PEAK, "128", str(4 * mem // (4 * 128)), str(mem), backend],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    grew = int(res.stdout.split()[-1])
+    assert grew <= 1.25 * mem, f"peak grew by {grew / 2**20:.0f} MiB for max_memory={mem >> 20} MiB"

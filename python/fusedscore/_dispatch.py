@@ -169,9 +169,10 @@ def _native_maxsim_topk(q, d, k, reduce, max_memory):
 
 
 def _ref_maxsim_topk(q, d, k, reduce, max_memory):
-    # the reference's own working set (similarity blocks) shares the budget with the block of scores it fills
-    half = max(1, max_memory // 2)
-    return _blocked_topk(lambda *a: _ref_maxsim(*a, max_memory=half), q, d, k, reduce, half)
+    # the reference's own working set (similarity chunks, counted by maxsim_ref) shares the budget with the block of
+    # scores it fills: half for the block, a quarter for the chunks, the rest for what allocators keep around
+    return _blocked_topk(lambda *a: _ref_maxsim(*a, max_memory=max(1, max_memory // 4)), q, d, k, reduce,
+                         max(1, max_memory // 2))
 
 
 def _triton_maxsim_topk(q, d, k, reduce, max_memory):

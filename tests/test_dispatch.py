@@ -89,3 +89,105 @@ def test_backend_info_fields():
     info = fs.backend_info()
     for key in ("native", "reason", "cuda", "torch"):
         assert key in info
+
+
+# ----------------------------------------------------------------------------- FUSEDSCORE_BACKEND (issue 11, item 2)
+def _vec(text: str, n: int, salt: str) -> torch.Tensor:
+    g = torch.Generator().manual_seed(sum(map(ord, salt + text)))
+    return torch.nn.functional.normalize(torch.randn(n, 8, generator=g), dim=-1)
+
+
+def _lex(text: str) -> dict[int, float]:
+    return {sum(map(ord, w)) % 50: 0.1 + len(w) / 10 for w in text.split()}
+
+
+class DenseEncoder:
+    """The encoders' contract (Reranker picks the kind by class name), deterministic."""
+
+    def encode(self, texts, batch_size=32, normalize=None):
+        return torch.stack([_vec(t, 1, "dense")[0] for t in texts])
+
+
+class BGEM3:
+    def encode(self, texts, batch_size=32, max_length=8192, return_dense=True, return_sparse=False,
+               return_colbert_vecs=False, as_containers=False):
+        return {"dense_vecs": torch.stack([_vec(t, 1, "dense")[0] for t in texts]),
+                "lexical_weights": fs.SparseVectors.from_dicts([_lex(t) for t in texts], vocab_size=50),
+                "colbert_vecs": fs.MultiVectors.from_list([_vec(t, len(t.split()), "c") for t in texts])}
+
+
+def _close(got, exp):
+    got, exp = torch.as_tensor(got, dtype=torch.float64), torch.as_tensor(exp, dtype=torch.float64)
+    assert got.shape == exp.shape and torch.allclose(got, exp, rtol=1e-5, atol=1e-6), (got, exp)
+
+
+def _env_backends():
+    out = ["reference"]
+    out += ["native"] if _dispatch.native_module() is not None else []
+    out += ["triton"] if _dispatch._triton_module() is not None and _dispatch._interpret() else []
+    return out
+
+
+@pytest.mark.parametrize("env", _env_backends())
+def test_every_op_and_public_path_runs_under_fusedscore_backend(env, monkeypatch):
+    """The variable steers the ops that have that backend; the others (dense_dot has no native backend) keep
+    auto-selection, so every dense path works under FUSEDSCORE_BACKEND=native. Expected values: the reference
+    in float64 and plain formulas."""
+    from fusedscore import compat
+    from fusedscore.reference import maxsim_ref, sparse_dot_ref
+    from fusedscore.reranker import Reranker, score_embeddings
+
+    monkeypatch.setenv("FUSEDSCORE_BACKEND", env)
+    g = torch.Generator().manual_seed(0)
+    qs = [torch.randn(3, 8, generator=g), torch.randn(2, 8, generator=g)]
+    ds = [torch.randn(n, 8, generator=g) for n in (4, 1, 5)]
+    q, d = fs.MultiVectors.from_list(qs), fs.MultiVectors.from_list(ds)
+    ref = maxsim_ref(q, d)
+    _close(fs.maxsim(q, d), ref)
+    _close(fs.maxsim(qs, ds), ref)  # a list of documents: the row-address path under native
+    _close(fs.maxsim(q, d, mode="pairs", groups=[0, 2, 3]), ref[[0, 0, 1], [0, 1, 2]])
+    vals, idx = fs.maxsim_topk(q, d, 2)
+    _close(vals, torch.topk(ref, 2, dim=1).values)
+    assert torch.equal(idx, torch.topk(ref, 2, dim=1).indices)
+    dq, dd = torch.randn(2, 8, generator=g), torch.randn(3, 8, generator=g)
+    exact = dq.double() @ dd.double().T
+    _close(fs.dense_dot(dq, dd), exact)
+    _close(fs.dense_dot(dq[[0, 0, 1]], dd, mode="pairs"), exact[[0, 0, 1], [0, 1, 2]])
+    sq, sd = [{1: 1.0, 7: 2.0}, {3: 0.5}], [{7: 1.0}, {3: 2.0, 1: 1.0}, {}]
+    _close(fs.sparse_dot(sq, sd), [[2.0, 1.0, 0.0], [0.0, 1.0, 0.0]])
+    _close(fs.sparse_dot(fs.SparseVectors.from_dicts(sq, vocab_size=8), fs.SparseVectors.from_dicts(sd, vocab_size=8)),
+           sparse_dot_ref(fs.SparseVectors.from_dicts(sq, vocab_size=8), fs.SparseVectors.from_dicts(sd, vocab_size=8)))
+    # the public paths built on them
+    cos = torch.nn.functional.normalize(dq.double(), dim=1) @ torch.nn.functional.normalize(dd.double(), dim=1).T
+    _close(compat.similarity(dq, dd, "cosine"), cos)
+    _close(compat.similarity(dq, dd, "dot"), exact)
+    _close(compat.similarity(qs, ds, "maxsim"), ref)
+    _close(compat.colbert_score(qs[0], ds[0]), maxsim_ref(q.slice(0, 1), d.slice(0, 1), reduce="mean")[0, 0])
+    _close(compat.compute_lexical_matching_score(sq, sd), [[2.0, 1.0, 0.0], [0.0, 1.0, 0.0]])
+    got = compat.rerank([[10, 11, 12]], [qs[0]], [ds])
+    assert [r["id"] for r in got[0]] == [10 + int(i) for i in torch.argsort(ref[0], descending=True)]
+    _close(score_embeddings(dq, dd, groups=[0, 2, 3]), exact[[0, 0, 1], [0, 1, 2]])
+    texts = ["the quick fox", "a lazy dog", "fox and dog"]
+    dense_q, dense_d = _vec("fox", 1, "dense")[0].double(), torch.stack([_vec(t, 1, "dense")[0] for t in texts]).double()
+    got = Reranker(DenseEncoder()).rank("fox", texts)
+    _close([r["score"] for r in sorted(got, key=lambda r: r["corpus_id"])], dense_d @ dense_q)
+    for mode in ("dense", "sparse", "colbert"):
+        assert len(Reranker(BGEM3(), mode=mode).rank("fox", texts)) == 3
+    scores = compat.compute_score(BGEM3(), [("fox", t) for t in texts])
+    _close(scores["dense"], dense_d @ dense_q)
+    _, top = fs.retrieve(qs, ds, 2)  # FDE candidates (dense_dot) then exact MaxSim: every document a candidate here
+    assert torch.equal(top, torch.topk(ref, 2, dim=1).indices)
+
+
+def test_env_variable_naming_no_backend_is_an_error(monkeypatch):
+    monkeypatch.setenv("FUSEDSCORE_BACKEND", "fast")
+    with pytest.raises(RuntimeError, match=r"dense_dot: FUSEDSCORE_BACKEND must be one of \(triton, native, reference, "
+                                           r"torch\), got 'fast'"):
+        fs.dense_dot(torch.ones(1, 2), torch.ones(1, 2))
+
+
+def test_explicit_backend_argument_stays_strict(monkeypatch):
+    monkeypatch.delenv("FUSEDSCORE_BACKEND", raising=False)
+    with pytest.raises(RuntimeError, match=r"dense_dot: backend must be one of \(triton, torch, reference\), got "
+                                           r"'native'"):
+        fs.dense_dot(torch.ones(1, 2), torch.ones(1, 2), backend="native")

@@ -11,6 +11,7 @@ import torch
 
 from _tol import assert_scores_close, key_for
 from fusedscore import MultiVectors, SparseVectors, compat
+from fusedscore import reference as fs_ref
 
 DIM = 8
 VOCAB = 40
@@ -267,6 +268,37 @@ def test_similarity_sparse_dot_and_errors():
     with pytest.raises(TypeError, match="sparse inputs must both be sparse and use fn='dot'"):
         compat.similarity(a, b, "cosine")
     assert compat.similarity([], [torch.ones(2, 3)]).shape == (0, 1)
+
+
+def test_similarity_picks_the_function_from_the_shapes():
+    """sentence-transformers users pass [N, D] embeddings, one vector per text: the result is [N, M] cosine
+    (SentenceTransformer.similarity's default), never a [1, 1] MaxSim of two token sets. [N, L, D] batches, lists
+    of [L, D] and MultiVectors are multi-vector (MaxSim); an explicit fn is always honoured."""
+    g = torch.Generator().manual_seed(5)
+    a, b = torch.randn(3, 384, generator=g), torch.randn(20, 384, generator=g)
+    cos = torch.nn.functional.normalize(a.double(), dim=1) @ torch.nn.functional.normalize(b.double(), dim=1).T
+    got = compat.similarity(a, b)
+    assert got.shape == (3, 20) and torch.allclose(got.double(), cos, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(compat.similarity(a.numpy(), b[:3].numpy()).double(), cos[:, :3], rtol=1e-5, atol=1e-6)
+    assert torch.allclose(compat.similarity(a[1], b).double(), cos[1:2], rtol=1e-5, atol=1e-6)  # one [D] vector
+    pair = compat.similarity_pairwise(a, b[:3])
+    assert pair.shape == (3,) and torch.allclose(pair.double(), cos.diagonal(), rtol=1e-5, atol=1e-6)
+    # multi-vector inputs: MaxSim, as before
+    qs = [torch.randn(n, DIM, generator=g) for n in (3, 1)]
+    ds = [torch.randn(n, DIM, generator=g) for n in (2, 4, 6)]
+    ref = fs_ref.maxsim_ref(MultiVectors.from_list(qs), MultiVectors.from_list(ds))
+    assert torch.allclose(compat.similarity(qs, ds), ref, rtol=1e-5, atol=1e-6)
+    padded = torch.nn.utils.rnn.pad_sequence(ds, batch_first=True)
+    lens = torch.tensor([2, 4, 6])
+    mask = torch.arange(6)[None, :] < lens[:, None]
+    assert torch.allclose(compat.similarity(qs, padded, b_mask=mask), ref, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(compat.similarity(qs[0], ds), ref[:1], rtol=1e-5, atol=1e-6)  # one [L, D] set vs a list
+    assert torch.allclose(compat.similarity_pairwise(qs, ds[:2]), ref[[0, 1], [0, 1]], rtol=1e-5, atol=1e-6)
+    # explicit fn: a 2-D input is then one token set, as documented
+    assert compat.similarity(a, b, "maxsim").shape == (1, 1)
+    sa = SparseVectors.from_dicts([{1: 2.0}, {2: 1.0}], vocab_size=4)
+    assert compat.similarity(sa, SparseVectors.from_dicts([{1: 3.0}], vocab_size=4)).tolist() == [[6.0], [0.0]]
+    assert compat.similarity([], b).shape == (0, 20)
 
 
 @pytest.mark.encoders

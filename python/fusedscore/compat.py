@@ -297,9 +297,42 @@ def _multi_items(x: Any, where: str, arg: str) -> list[torch.Tensor]:
 _FNS = ("maxsim", "meanmaxsim", "dot", "cosine")
 
 
-def _check_fn(fn: str, where: str) -> None:
-    if fn not in _FNS:
-        raise ValueError(f"{where}: fn must be one of {_FNS}, got {fn!r}")
+def _multi_form(x: Any, mask: Any) -> bool | None:
+    """Whether ``x`` is multi-vector input (a token set per text): True, False (one vector per text, or sparse),
+    or None (an empty list says nothing)."""
+    if mask is not None or isinstance(x, MultiVectors):
+        return True
+    if isinstance(x, SparseVectors):
+        return False
+    if isinstance(x, (torch.Tensor, np.ndarray)):
+        return x.ndim == 3
+    if isinstance(x, (list, tuple)):
+        if not x:
+            return None
+        first = x[0]
+        if isinstance(first, (torch.Tensor, np.ndarray)):
+            return first.ndim == 2
+        # nested lists: [[x, ...], ...] is one vector per text, [[[x, ...], ...], ...] a token set per text
+        return isinstance(first, (list, tuple)) and bool(first) and isinstance(first[0], (list, tuple))
+    return None
+
+
+def _pick_fn(fn: str | None, a: Any, b: Any, a_mask: Any, b_mask: Any, where: str) -> str:
+    """fn as given, or from the inputs' shapes: a token set per text (an [N, L, D] batch, a list of [L, D], a
+    MultiVectors, or any mask) on either side -> "maxsim" (a 2-D side is then one token set); otherwise one
+    vector per text ([N, D] or [D]) -> "cosine", sentence-transformers' default, or "dot" for sparse inputs."""
+    if fn is not None:
+        if fn not in _FNS:
+            raise ValueError(f"{where}: fn must be one of {_FNS} (or None: chosen from the shapes), got {fn!r}")
+        return fn
+    ma, mb = _multi_form(a, a_mask), _multi_form(b, b_mask)
+    if ma or mb or (ma is None and mb is None):
+        return "maxsim"
+    sparse = [isinstance(x, SparseVectors) or (isinstance(x, torch.Tensor) and x.layout != torch.strided)
+              for x in (a, b)]
+    return "dot" if any(sparse) else "cosine"
+
+
 
 
 def _multi_side(x: Any, mask: Any, where: str, arg: str) -> MultiVectors:
@@ -331,6 +364,8 @@ def _multi_side(x: Any, mask: Any, where: str, arg: str) -> MultiVectors:
 def _dense_side(x: Any, where: str, arg: str) -> Any:
     if isinstance(x, SparseVectors) or (isinstance(x, torch.Tensor) and x.layout != torch.strided):
         return SparseVectors.coerce(x, where, arg)
+    if isinstance(x, (list, tuple)) and not x:
+        return torch.zeros(0, 0)
     t = _f32(x, where, arg)
     if t.dim() == 1:
         t = t.unsqueeze(0)
@@ -340,6 +375,9 @@ def _dense_side(x: Any, where: str, arg: str) -> Any:
 
 def _dense_scores(a: Any, b: Any, fn: str, mode: str, where: str) -> torch.Tensor:
     a, b = _dense_side(a, where, "a"), _dense_side(b, where, "b")
+    na, nb = (len(x) if isinstance(x, SparseVectors) else x.shape[0] for x in (a, b))
+    if na == 0 or nb == 0:  # an empty side (an empty list has no D to match): an empty result
+        return torch.zeros((na, nb) if mode == "all" else (0,), dtype=torch.float32)
     if isinstance(a, SparseVectors) or isinstance(b, SparseVectors):
         if fn != "dot" or not (isinstance(a, SparseVectors) and isinstance(b, SparseVectors)):
             raise TypeError(f"{where}: sparse inputs must both be sparse and use fn='dot', got fn={fn!r}")
@@ -350,7 +388,7 @@ def _dense_scores(a: Any, b: Any, fn: str, mode: str, where: str) -> torch.Tenso
     return dense_dot(a.contiguous(), b.contiguous(), mode=mode)
 
 
-def similarity(a: Any, b: Any, fn: str = "maxsim", *, a_mask: Any = None, b_mask: Any = None) -> torch.Tensor:
+def similarity(a: Any, b: Any, fn: str | None = None, *, a_mask: Any = None, b_mask: Any = None) -> torch.Tensor:
     """All-pairs similarity in sentence-transformers' conventions: ``res[i][j] = fn(a[i], b[j])``.
 
     Args:
@@ -358,12 +396,16 @@ def similarity(a: Any, b: Any, fn: str = "maxsim", *, a_mask: Any = None, b_mask
             bool or 0/1), a list of [L_i, D], one [L, D], or a MultiVectors. For "dot"/"cosine" (dense):
             [N, D] or one [D]; "dot" also takes two SparseVectors / torch sparse tensors.
         fn: "maxsim" (``sum_i max_j``, util.maxsim), "meanmaxsim" (divided by the real query-token count,
-            util.mean_maxsim), "dot" (util.dot_score), "cosine" (util.cos_sim).
+            util.mean_maxsim), "dot" (util.dot_score), "cosine" (util.cos_sim). None (default): from the
+            shapes: a token set per text on either side ([N, L, D], a list of [L_i, D], a MultiVectors, a mask)
+            -> "maxsim", where a 2-D other side is one token set; one vector per text on both sides ([N, D] or
+            [D]) -> "cosine" (``SentenceTransformer.similarity``'s default), so ``similarity([3, 384], [20, 384])``
+            is [3, 20]; sparse on both sides -> "dot". Pass fn to score 2-D inputs as token sets.
     Returns:
         [len(a), len(b)] float32 tensor (an empty side gives an empty matrix).
     """
     where = "similarity"
-    _check_fn(fn, where)
+    fn = _pick_fn(fn, a, b, a_mask, b_mask, where)
     if fn in ("dot", "cosine"):
         return _dense_scores(a, b, fn, "all", where)
     qa, qb = _multi_side(a, a_mask, where, "a"), _multi_side(b, b_mask, where, "b")
@@ -372,18 +414,19 @@ def similarity(a: Any, b: Any, fn: str = "maxsim", *, a_mask: Any = None, b_mask
     return maxsim(qa, qb, mode="all", reduce="mean" if fn == "meanmaxsim" else "sum")
 
 
-def similarity_pairwise(a: Any, b: Any, fn: str = "maxsim", *, a_mask: Any = None, b_mask: Any = None
+def similarity_pairwise(a: Any, b: Any, fn: str | None = None, *, a_mask: Any = None, b_mask: Any = None
                         ) -> torch.Tensor:
     """Pairwise similarity ``res[i] = fn(a[i], b[i])`` (util.maxsim_pairwise, pairwise_dot_score, ...).
 
-    Args: as ``similarity``; a and b hold the same number of items.
+    Args: as ``similarity`` (fn=None picks the function from the shapes the same way); a and b hold the same
+        number of items.
     Returns:
         [N] float32 tensor.
     Raises:
         ValueError: len(a) != len(b).
     """
     where = "similarity_pairwise"
-    _check_fn(fn, where)
+    fn = _pick_fn(fn, a, b, a_mask, b_mask, where)
     if fn in ("dot", "cosine"):
         da, db = _dense_side(a, where, "a"), _dense_side(b, where, "b")
         na, nb = (len(da) if isinstance(da, SparseVectors) else da.shape[0]), (len(db) if isinstance(db, SparseVectors) else db.shape[0])

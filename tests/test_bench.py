@@ -15,7 +15,8 @@ import torch
 from fusedscore.bench import cli as bench_cli
 from fusedscore.bench import runner
 from fusedscore.bench.cases import Case, RecallCase, make_inputs
-from fusedscore.bench.impls import Impl, Prepared, all_impls
+from fusedscore.bench.impls import Impl, Prepared
+from fusedscore.bench.runner import all_impls
 from fusedscore.bench.machine import roofline_s, work
 from fusedscore.bench.report import render_markdown, render_text
 from fusedscore.bench.timing import _quantile, measure
@@ -108,6 +109,12 @@ def test_work_model_counts_unpadded_flops():
     assert w["bytes"] == qb + db + case.n_queries * case.n_docs * 4
     # the floor binds on whichever rate is slower for this workload
     assert roofline_s(w, RATES, "fp32", "cpu") == max(w["flops"] / 100e9, w["bytes"] / 10e9)
+    # bf16 is bound by its own matmul where that is faster, by fp32's where the CPU has no bf16 math (widening
+    # to fp32 is always possible): an AVX2-only CPU measured bf16 matmul at ~0.3 GFLOP/s
+    flops_only = {"flops": 1e12, "bytes": 0.0}
+    assert roofline_s(flops_only, RATES, "bf16", "cpu") == 1e12 / 400e9
+    slow_bf16 = dict(RATES, matmul_gflops={"fp32": 100.0, "bf16": 0.3})
+    assert roofline_s(flops_only, slow_bf16, "bf16", "cpu") == 1e12 / 100e9
     pairs = make_inputs(TINY[1])
     per_doc = sum(TINY[1].lq * t.shape[0] for t in pairs.d.to_list())
     assert work(pairs)["flops"] == 2 * TINY[1].dim * per_doc

@@ -111,7 +111,7 @@ def _bench(args: argparse.Namespace) -> int:
     import torch
 
     from . import cases as C
-    from .impls import all_impls
+    from .runner import all_impls
     from .report import case_table, header_lines, recall_table_lines, rows_table
     from .runner import run
 

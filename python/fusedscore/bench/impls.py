@@ -10,8 +10,8 @@ Slow implementations (Python loops, the padded reference) declare ``max_pairs``;
 they run on a prefix of it (the first queries, or the first documents of a one-query rerank) and their
 time is scaled up by the ratio of scored pairs, which the result row records as ``extrapolated_from``.
 
-The implementations live in per-op modules (``bench/maxsim.py``, ``bench/sparse_dot.py``); ``for_op``
-collects them.
+The implementations live in per-op modules (``bench/maxsim.py``, ``bench/sparse_dot.py``), which import this
+contract; ``runner.all_impls`` collects them (the runner sits above both).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import torch
 
 from .cases import Inputs
 
-__all__ = ["Impl", "Prepared", "Skip", "for_op", "all_impls"]
+__all__ = ["Impl", "Prepared", "Skip", "as_f32_cpu"]
 
 
 class Skip(Exception):
@@ -71,17 +71,6 @@ class Impl:
 
     def limit(self, dev_kind: str) -> int | None:
         return self.max_pairs(dev_kind) if callable(self.max_pairs) else self.max_pairs.get(dev_kind)
-
-
-def for_op(op: str) -> list[Impl]:
-    """The implementations registered for ``op``, fusedscore first."""
-    return [i for i in all_impls() if i.op == op]
-
-
-def all_impls() -> list[Impl]:
-    from . import maxsim, sparse_dot  # noqa: PLC0415 (the per-op modules import this one)
-
-    return [*maxsim.IMPLS, *sparse_dot.IMPLS]
 
 
 def as_f32_cpu(x: Any) -> torch.Tensor:

@@ -38,15 +38,21 @@ import torch
 
 from .._dispatch import backend_info
 from .cases import Case, Inputs, RecallCase, make_inputs
-from .impls import Impl, Skip, all_impls
+from . import maxsim, sparse_dot
+from .impls import Impl, Skip
 from .machine import describe_device, measure_rates, roofline_s, work
 from .timing import measure, thread_info
 
-__all__ = ["run", "run_recall", "git_info", "versions", "agreement"]
+__all__ = ["run", "run_recall", "all_impls", "git_info", "versions", "agreement"]
 
 SCHEMA = 1
 _DISTS = ("fusedscore", "torch", "numpy", "scipy", "triton", "transformers", "maxsim-cpu", "pylate", "FlagEmbedding",
           "sentence-transformers", "flash-maxsim", "late-interaction-kernels", "matplotlib")
+
+
+def all_impls() -> list[Impl]:
+    """Every implementation the harness can time, per op, fusedscore first."""
+    return [*maxsim.IMPLS, *sparse_dot.IMPLS]
 
 
 def git_info() -> dict[str, Any]:

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from fusedscore import MultiVectors, cli
-from fusedscore.cli_rerank import BadLine, iter_rows, parse_row, rerank_rows
+from fusedscore.rows import BadLine, iter_rows, parse_row, rerank_rows
 from fusedscore.reranker import Reranker
 
 
@@ -297,6 +297,58 @@ def test_rerank_rows_is_reusable_and_writes_null_for_minus_inf():
                                  {"corpus_id": 0, "score": None, "text": ""}]
     assert out[1]["results"][0]["doc_id"] == 3
     json.dumps(out, allow_nan=False)  # valid JSON: no Infinity or NaN
+
+
+class _FakeRay:
+    """Just enough of the ``ray`` module for ``RayScorer``'s setup: a joined cluster of 4 CPUs and 2 GPUs whose
+    actors record how they were started."""
+
+    exceptions = types.SimpleNamespace(RayError=RuntimeError)
+
+    def __init__(self):
+        self.actors = []
+
+    def is_initialized(self):
+        return True
+
+    def cluster_resources(self):
+        return {"CPU": 4.0, "GPU": 2.0}
+
+    def remote(self, cls):
+        started = self.actors
+
+        class Actor:
+            def options(self, **opts):
+                self.opts = opts
+                return self
+
+            def remote(self, *args):
+                started.append(types.SimpleNamespace(args=args, opts=self.opts,
+                                                     ready=types.SimpleNamespace(remote=object)))
+                return started[-1]
+
+        return Actor()
+
+    def kill(self, actor):
+        pass
+
+
+def test_ray_scorer_takes_keywords_not_the_cli_namespace():
+    from fusedscore.integrations.ray import RayScorer
+    from fusedscore.rows import SetupError
+
+    ray = _FakeRay()
+    RayScorer(ray, "/models/m", n_batches=5, device="cuda:1", quiet=True, top_k=3, weights=[0.5, 0.5]).close()
+    # one CPU and (cuda) one GPU per worker by default: min(4 // 1, 2 // 1) = 2 workers, fewer than the 5 batches
+    assert [a.opts for a in ray.actors] == [{"num_cpus": 1, "num_gpus": 1, "max_restarts": 3, "max_task_retries": 3}] * 2
+    # Ray masks a worker's GPUs to its own: cuda:1 on the driver is cuda there; the rest reaches RerankPredictor
+    assert ray.actors[0].args == ("/models/m", {"top_k": 3, "weights": [0.5, 0.5], "device": "cuda"}, True)
+    ray = _FakeRay()
+    RayScorer(ray, "m", n_batches=1, concurrency=3).close()  # no more workers than batches
+    assert [a.opts for a in ray.actors] == [{"num_cpus": 1, "max_restarts": 3, "max_task_retries": 3}]
+    with pytest.raises(SetupError, match="--ray: the cluster must fit one worker of --num-cpus 8 --num-gpus 0, "
+                                         "got 4 CPUs and 2 GPUs"):
+        RayScorer(_FakeRay(), "m", n_batches=1, num_cpus=8)
 
 
 def test_parse_row_errors():

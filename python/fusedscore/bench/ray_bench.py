@@ -6,7 +6,7 @@
 Workload: ``rows`` queries (short mixed texts) with ``candidates`` documents each (log-normal lengths, median
 ~40 words, the encoder benchmark's ``mixed_texts``), scored by the same model either way:
 
-- ``single-process``: ``Reranker`` + ``cli_rerank.rerank_rows`` in this process, ``queries_per_batch`` rows per
+- ``single-process``: ``Reranker`` + ``rows.rerank_rows`` in this process, ``queries_per_batch`` rows per
   call, torch's default threads (all cores).
 - ``ray``: ``rerank_dataset(ray.data.from_items(rows), ...).materialize()`` with ``workers`` actors of
   ``num_cpus`` CPUs each (Ray pins each actor's torch threads to its CPUs), or one GPU each on cuda.
@@ -58,7 +58,7 @@ def _single(model_dir: str, rows: list[dict[str, Any]], device: str, top_k: int 
     """(load_s, score_s) of the single-process job."""
     import torch
 
-    from ..cli_rerank import rerank_rows
+    from ..rows import rerank_rows
     from ..reranker import Reranker
 
     t0 = time.perf_counter()

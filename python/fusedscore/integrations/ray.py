@@ -18,7 +18,7 @@ Rows (one per query), in either form:
 Every column except ``candidates`` / ``documents`` passes through unchanged; ``results`` is sorted best
 first and cut to ``top_k``; a score of ``-inf`` (a document with no scoreable token) is ``None``.
 
-Scoring is ``fusedscore.cli_rerank.rerank_rows`` on a ``fusedscore.Reranker``: exactly the code path of the
+Scoring is ``fusedscore.rows.rerank_rows`` on a ``fusedscore.Reranker``: exactly the code path of the
 local API and of ``fusedscore rerank`` (one ``rerank_batch`` call per batch of rows); this module only
 converts batches and wires ``map_batches``. Each Ray actor loads the model once, in ``__init__``.
 ``model_dir`` must be readable on every node (a shared filesystem), and fusedscore installed there.
@@ -32,12 +32,13 @@ Ray is an optional dependency (``pip install "fusedscore[ray]"``), imported on f
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from typing import Any, Sequence
 
 import numpy as np
+
+from ..rows import BadLine, SetupError, load_model, parse_row, rerank_rows, score_lines
 
 __all__ = ["RerankPredictor", "rerank_dataset", "RayScorer"]
 
@@ -96,7 +97,7 @@ class RerankPredictor:
         model_dir: local model directory (any format ``fusedscore.encoders.load`` reads), readable by the worker.
         mode, weights, normalize, fusion, max_memory, **reranker_kwargs: as ``fusedscore.Reranker``.
         top_k: keep the best ``top_k`` per query (default: all).
-        label_index: the logit column a multi-label cross-encoder ranks by (``cli_rerank.load_model``).
+        label_index: the logit column a multi-label cross-encoder ranks by (``rows.load_model``).
         max_length: the encoder's truncation length in tokens (default: the model's), as ``--max-length``.
         device: "cpu", "cuda", ... Default: "cuda" when Ray assigned this worker a GPU, else the model's default.
         batch_size: encoder batch size (texts per forward pass), as ``fusedscore rerank --batch-size``.
@@ -110,7 +111,6 @@ class RerankPredictor:
                  max_memory: int | None = None, return_documents: bool = False, label_index: int | None = None,
                  max_length: int | None = None, **reranker_kwargs: Any):
         from .. import _check as C
-        from ..cli_rerank import load_model
         from ..reranker import Reranker
 
         where = "RerankPredictor"
@@ -126,9 +126,7 @@ class RerankPredictor:
 
     def rank_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Rerank rows in the ``fusedscore rerank`` JSONL forms (``documents`` or ``candidates`` of
-        ``{doc_id, text}``): ``cli_rerank.rerank_rows`` with this predictor's reranker and options."""
-        from ..cli_rerank import rerank_rows
-
+        ``{doc_id, text}``): ``rows.rerank_rows`` with this predictor's reranker and options."""
         return rerank_rows(self.reranker, rows, top_k=self.top_k, batch_size=self.batch_size,
                            return_documents=self.return_documents)
 
@@ -154,10 +152,8 @@ class RerankPredictor:
 
 
 def _rows_of(batch: Any, columns: list[str], is_pandas: bool, where: str) -> list[dict[str, Any]]:
-    """The batch's rows as validated ``cli_rerank`` rows: ``query`` plus ``documents`` (candidates given as
+    """The batch's rows as validated ``rows`` rows: ``query`` plus ``documents`` (candidates given as
     strings) or ``candidates`` (``{doc_id, text}`` objects)."""
-    from ..cli_rerank import BadLine, parse_row
-
     have = [c for c in _LIST_COLUMNS if c in columns]
     if "query" not in columns or len(have) != 1:
         raise ValueError(f"{where}: batch must have the columns 'query' and one of 'candidates' or 'documents', "
@@ -250,7 +246,7 @@ def rerank_dataset(ds: Any, model_dir: str, *, mode: Any = None, top_k: int | No
 # ----------------------------------------------------------------------------- fusedscore rerank --ray
 class _LineWorker:
     """Ray actor behind ``fusedscore rerank --ray``: a ``RerankPredictor`` turning validated rows into the
-    output JSON lines, through ``cli_rerank.score_lines`` like the local run (so the files are identical)."""
+    output JSON lines, through ``rows.score_lines`` like the local run (so the files are identical)."""
 
     def __init__(self, model_dir: str, kwargs: dict[str, Any], quiet: bool = False):
         from ..cli import quiet_transformers
@@ -268,8 +264,6 @@ class _LineWorker:
             raise self.error
 
     def rank(self, rows: list[dict[str, Any]]) -> tuple[list[str], int]:
-        from ..cli_rerank import score_lines
-
         p = self.predictor
         return score_lines(p.reranker, rows, top_k=p.top_k, batch_size=p.batch_size,
                            return_documents=p.return_documents)
@@ -277,6 +271,20 @@ class _LineWorker:
 
 class RayScorer:
     """The scorer of ``fusedscore rerank --ray`` (the interface of ``cli_rerank``'s local one).
+
+    Args:
+        ray: the ``ray`` module (``_import_ray()``).
+        model_dir: model directory readable on every worker node.
+        n_batches: batches in the job: no more workers start than there are batches.
+        address: the cluster to join (``ray.init(address=)``); None starts a new local one. Unused when this
+            process already joined a cluster.
+        device: as ``RerankPredictor``; "cuda:1" on the driver is "cuda" on a worker (Ray masks its GPUs).
+        concurrency: workers (None: as many as the cluster's CPUs and GPUs fit).
+        num_cpus: CPUs per worker (None: 1).  num_gpus: GPUs per worker (None: 1 on a cuda device, else 0).
+        quiet: silence transformers' loading bars and messages in the workers (``--quiet``).
+        **predictor_kwargs: the workers' ``RerankPredictor`` keywords (mode, top_k, batch_size, weights, ...).
+    Raises:
+        SetupError: no cluster at ``address``, or one that cannot fit a worker.
 
     The driver reads and validates the input as it goes (line numbers, the first bad line) and hands batches
     of rows to ``_LineWorker`` actors, waiting for the oldest whenever more than ``max_in_flight`` = 2 per
@@ -288,35 +296,31 @@ class RayScorer:
     after a node or process failure; an exception raised by the model is not retried.
     """
 
-    def __init__(self, ray: Any, args: argparse.Namespace, n_batches: int):
-        from ..cli_rerank import SetupError, parse_weights
-
+    def __init__(self, ray: Any, model_dir: str, *, n_batches: int, address: str | None = None, device: Any = None,
+                 concurrency: int | None = None, num_cpus: float | None = None, num_gpus: float | None = None,
+                 quiet: bool = False, **predictor_kwargs: Any):
         self.ray = ray
         self.started = not ray.is_initialized()  # else: a cluster this process already joined, left running
         if self.started:
             try:
-                ray.init(address=args.ray or None)
+                ray.init(address=address)
             except (ConnectionError, RuntimeError, ValueError, OSError) as e:
-                raise SetupError(f"--ray: a cluster must be reachable at {args.ray or 'a new local cluster'!r}, "
+                raise SetupError(f"--ray: a cluster must be reachable at {address or 'a new local cluster'!r}, "
                                  f"got {type(e).__name__}: {e}") from e
         self.workers: list[Any] = []
         try:
-            cuda = str(args.device or "").startswith("cuda")
-            num_gpus = args.num_gpus if args.num_gpus is not None else (1 if cuda else 0)
-            num_cpus = args.num_cpus if args.num_cpus is not None else 1
-            n = args.concurrency if args.concurrency is not None else self._fits(num_cpus, num_gpus)
+            cuda = str(device or "").startswith("cuda")
+            num_gpus = num_gpus if num_gpus is not None else (1 if cuda else 0)
+            num_cpus = num_cpus if num_cpus is not None else 1
+            n = concurrency if concurrency is not None else self._fits(num_cpus, num_gpus)
             n = max(1, min(n, n_batches))  # more workers than batches would only load idle model copies
             opts: dict[str, Any] = {"num_cpus": num_cpus, "max_restarts": 3, "max_task_retries": 3}
             if num_gpus:
                 opts["num_gpus"] = num_gpus
-            kwargs = dict(mode=args.mode, top_k=args.top_k, batch_size=args.batch_size,
-                          # Ray masks CUDA_VISIBLE_DEVICES to the actor's GPU(s): cuda:1 on the driver is cuda there
-                          device="cuda" if cuda else args.device, weights=parse_weights(args.weights),
-                          normalize=args.normalize, fusion=args.fusion, max_memory=args.max_memory,
-                          return_documents=args.return_documents, label_index=args.label_index,
-                          max_length=args.max_length)
+            # Ray masks CUDA_VISIBLE_DEVICES to the actor's GPU(s): cuda:1 on the driver is cuda there
+            kwargs = dict(predictor_kwargs, device="cuda" if cuda else device)
             actor = ray.remote(_LineWorker).options(**opts)
-            self.workers = [actor.remote(args.model, kwargs, args.no_progress) for _ in range(n)]
+            self.workers = [actor.remote(str(model_dir), kwargs, quiet) for _ in range(n)]
         except BaseException:
             self.close()
             raise
@@ -327,8 +331,6 @@ class RayScorer:
         self.reported = (ValueError, TypeError, RuntimeError, OSError, MemoryError, ray.exceptions.RayError)
 
     def _fits(self, num_cpus: float, num_gpus: float) -> int:
-        from ..cli_rerank import SetupError
-
         res = self.ray.cluster_resources()
         cpus, gpus = res.get("CPU", 0), res.get("GPU", 0)
         n = int(cpus // num_cpus)
@@ -347,8 +349,6 @@ class RayScorer:
         worker would fail the same way). A later worker's, once others score, is a node of its own (no model
         directory there, out of memory): it is dropped with a warning and the others go on.
         """
-        from ..cli_rerank import SetupError
-
         if not self.waiting:
             return
         block = not self.ready

@@ -39,3 +39,7 @@ def assert_scores_close(got: torch.Tensor, ref: torch.Tensor, mag: torch.Tensor,
     fin = torch.isfinite(ref)
     bad = fin & ((got - ref).abs() > RTOL[key] * mag.abs() + ATOL)
     assert not bad.any(), mismatch_report(got, ref, bad)
+
+# ``fusedscore eval`` rows hold each metric rounded to 4 decimals (``Evaluator.evaluate``): a row's value is
+# within half a unit of that last place of the exact metric. Not a numerical tolerance: the rows' resolution.
+METRIC_ROUNDING = 5e-5

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+import importlib.util
 import io
 import json
 import logging
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from transformers.utils import logging as hf_logging
 
 from fusedscore import cli
 
@@ -64,7 +66,6 @@ def _tty(monkeypatch, on: bool) -> None:
 
 
 def test_quiet_transformers_turns_off_bars_and_info_logging(monkeypatch):
-    hf_logging = pytest.importorskip("transformers.utils.logging")
     _tty(monkeypatch, True)
     assert hf_logging.is_progress_bar_enabled()
     verbosity = hf_logging.get_verbosity()
@@ -81,7 +82,6 @@ def test_quiet_transformers_turns_off_bars_and_info_logging(monkeypatch):
 
 
 def test_transformers_bars_only_on_a_terminal(monkeypatch):
-    hf_logging = pytest.importorskip("transformers.utils.logging")
     _tty(monkeypatch, False)
     with cli.quiet_transformers(False):  # a log file: no bar frames, but messages as configured
         assert not hf_logging.is_progress_bar_enabled()
@@ -113,9 +113,12 @@ def _run(argv: list[str], cwd) -> subprocess.CompletedProcess:
 
 @pytest.mark.encoders
 @pytest.mark.parametrize("quiet", [True, False])
-def test_rerank_and_eval_write_no_bars_to_a_log(tmp_path, quiet):
-    pytest.importorskip("fusedscore.encoders", reason="the encoders are not available")
-    pytest.importorskip("ir_measures", reason="the eval extra (ir-measures) is not installed")
+@pytest.mark.parametrize("command", [
+    "rerank",
+    pytest.param("eval", marks=pytest.mark.skipif(importlib.util.find_spec("ir_measures") is None,
+                                                  reason="the eval extra (ir-measures) is not installed")),
+])
+def test_rerank_and_eval_write_no_bars_to_a_log(tmp_path, command, quiet):
     from fusedscore.testing import tiny_models as tm
 
     model = str(tm.build_dense(tmp_path / "dense"))
@@ -127,12 +130,11 @@ def test_rerank_and_eval_write_no_bars_to_a_log(tmp_path, quiet):
                                                for i, t in enumerate(tm.CORPUS)))
     (data / "queries.jsonl").write_text(json.dumps({"_id": "q", "text": tm.TEXTS[0]}) + "\n")
     (data / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq\td0\t1\n")
-    flag = ["--quiet"] if quiet else []
-    for argv in (["rerank", "--model", model, "--input", str(inp), "--output", str(tmp_path / "out.jsonl"), *flag],
-                 ["eval", "--data", str(data), "--model", model, "--mode", "dense,muvera", *flag]):
-        p = _run(argv, tmp_path)
-        assert p.returncode == 0, p.stderr
-        # transformers drew "Loading weights" on any stream, and eval's own bars ignored that stderr was a pipe
-        assert "Loading weights" not in p.stderr and "it/s" not in p.stderr and "\r" not in p.stderr, p.stderr
-        if quiet:
-            assert p.stderr == "", p.stderr
+    argv = {"rerank": ["rerank", "--model", model, "--input", str(inp), "--output", str(tmp_path / "out.jsonl")],
+            "eval": ["eval", "--data", str(data), "--model", model, "--mode", "dense,muvera"]}[command]
+    p = _run([*argv, *(["--quiet"] if quiet else [])], tmp_path)
+    assert p.returncode == 0, p.stderr
+    # transformers drew "Loading weights" on any stream, and eval's own bars ignored that stderr was a pipe
+    assert "Loading weights" not in p.stderr and "it/s" not in p.stderr and "\r" not in p.stderr, p.stderr
+    if quiet:
+        assert p.stderr == "", p.stderr

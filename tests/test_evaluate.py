@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -284,6 +285,17 @@ def test_cli_run_mode_table_and_json(beir, tmp_path, capsys):
     res = json.loads(out.read_text())
     assert res["rows"][0]["nDCG@10"] == 1.0 and res["queries"] == 3 and res["format"] == "beir"
     assert (tmp_path / "runs" / "run(perfect).trec").read_text().startswith("q1 Q0 d2 1 ")
+
+
+def test_cli_without_ir_measures_says_how_to_install(beir, tmp_path, monkeypatch, capsys):
+    # it raised a RuntimeError traceback from the first metric, once the first mode had run (hours of encoding)
+    run_file = tmp_path / "perfect.trec"
+    write_run({"q1": {"d2": 1.0}}, run_file)
+    monkeypatch.setitem(sys.modules, "ir_measures", None)  # what `import ir_measures` sees when it is not installed
+    assert cli_main(["eval", "--data", str(beir), "--run", str(run_file), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fusedscore eval: error: eval: the metrics need ir-measures: pip install "
+                          "'fusedscore[eval]'") and "Traceback" not in err, err
 
 
 def test_cli_bad_file_exits_2_naming_the_line(beir, capsys):

@@ -56,6 +56,16 @@ class EvalError(ValueError):
 
 
 # ---------------------------------------------------------------------------- metrics
+def _import_ir_measures() -> Any:
+    """``import ir_measures`` (the eval extra), or a RuntimeError saying how to install it."""
+    try:
+        import ir_measures
+    except ImportError as e:
+        raise RuntimeError("eval: the metrics need ir-measures: pip install 'fusedscore[eval]' "
+                           f"(or pip install ir-measures), got {e!r}") from None
+    return ir_measures
+
+
 def compute_metrics(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Mapping[str, float]], *,
                     rel_level: int = 1, per_query: bool = False) -> dict[str, Any]:
     """nDCG@10, MRR@10 and Recall@100 of ``run`` against ``qrels``, averaged over the judged queries.
@@ -70,13 +80,9 @@ def compute_metrics(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Ma
         RuntimeError: ir-measures is not installed (``pip install 'fusedscore[eval]'``).
         ValueError: a NaN score in the run.
     """
-    try:
-        import ir_measures
-        from ir_measures import R, RR, nDCG
-    except ImportError as e:
-        raise RuntimeError("eval: the metrics need ir-measures: pip install 'fusedscore[eval]' "
-                           f"(or pip install ir-measures), got {e!r}") from None
-    measures = {nDCG @ 10: "nDCG@10", RR(rel=rel_level) @ 10: "MRR@10", R(rel=rel_level) @ 100: "R@100"}
+    ir_measures = _import_ir_measures()
+    measures = {ir_measures.nDCG @ 10: "nDCG@10", ir_measures.RR(rel=rel_level) @ 10: "MRR@10",
+                ir_measures.R(rel=rel_level) @ 100: "R@100"}
     clean: dict[str, dict[str, float]] = {}
     for qid, docs in run.items():
         if qid not in qrels or not docs:
@@ -595,6 +601,10 @@ def _main(args: argparse.Namespace) -> int:
             modes = ["run"]
         else:
             raise EvalError("eval: nothing to evaluate: pass --mode with --model, or --run")
+    try:
+        _import_ir_measures()  # every row is scored through it: say so before the modes encode (hours)
+    except RuntimeError as e:
+        raise EvalError(str(e)) from None
     ev = Evaluator(data, models, opt, run_file=args.run)
     t0 = time.perf_counter()
     rows = ev.evaluate(modes)

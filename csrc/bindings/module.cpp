@@ -1,7 +1,8 @@
 // fusedscore._native: the one pybind11 module. Bindings hold no maths: they check ndim, shape, dtype and
 // contiguity of NumPy buffers (never converting: a wrong dtype is an error, not a silent copy), validate offsets
 // and indices so malformed input raises instead of reading out of bounds, release the GIL and call the kernel.
-// std::invalid_argument -> ValueError; py::type_error -> TypeError.
+// std::invalid_argument -> ValueError; py::type_error -> TypeError. Long calls stop between pieces of work when a
+// Python signal handler raises (Ctrl-C: KeyboardInterrupt), instead of after the whole job.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -130,6 +131,31 @@ float* out_ptr(const py::object& obj, const int64_t* qi, int64_t B, int64_t N, c
   return static_cast<float*>(a.mutable_data());
 }
 
+// Python's signal handlers, run between pieces of a long kernel call (common/parallel.h: Interrupt). The GIL is
+// retaken only for the check; a handler that raises (KeyboardInterrupt) leaves its exception set and stops the call.
+bool poll_python_signals(void*) {
+  py::gil_scoped_acquire gil;
+  return PyErr_CheckSignals() != 0;
+}
+
+// Handlers run only in the main thread: other threads would retake the GIL between pieces for nothing.
+fusedscore::Interrupt python_interrupt() {
+  py::module_ threading = py::module_::import("threading");
+  if (threading.attr("current_thread")().is(threading.attr("main_thread")())) return {&poll_python_signals, nullptr};
+  return {};
+}
+
+// Run `kernel` (which returns false when stopped) without the GIL; a stop raises the handler's exception.
+template <class Kernel>
+void run_interruptible(const Kernel& kernel) {
+  bool done;
+  {
+    py::gil_scoped_release nogil;
+    done = kernel();
+  }
+  if (!done) throw py::error_already_set();
+}
+
 // The query values: checked before anything of the documents.
 py::array query_values(const py::object& q_values, DType dt, const std::string& op) {
   py::array qv = as_array(q_values, op, "q_values");
@@ -160,12 +186,12 @@ void maxsim_call(const std::string& op, const py::array& qv, const py::object& q
   }
   const int64_t* qi = query_index_ptr(query_index, P, B, op);
   const int64_t* di = doc_index_ptr(doc_index, query_index, P, N, op);
+  const fusedscore::Interrupt intr = python_interrupt();
   fusedscore::MaxSimArgs args{qv.data(), static_cast<const int64_t*>(qo.data()), B,
                               d_values, static_cast<const int64_t*>(doff.data()), N,
                               tq > 0 ? qv.shape(1) : dim_d, dt, qi, reduce_mean,
-                              out_ptr(out, qi, B, qi ? P : N, op), di, P, d_rows};
-  py::gil_scoped_release nogil;
-  fusedscore::maxsim(args);
+                              out_ptr(out, qi, B, qi ? P : N, op), di, P, d_rows, &intr};
+  run_interruptible([&] { return fusedscore::maxsim(args); });
 }
 
 void maxsim(const py::object& q_values, const py::object& q_offsets, const py::object& d_values,
@@ -242,12 +268,12 @@ void sparse_dot(const py::object& q_idx, const py::object& q_val, const py::obje
   }
   const int64_t B = qo.shape(0) - 1, N = doff.shape(0) - 1;
   const int64_t* qi = query_index_ptr(query_index, N, B, op);
+  const fusedscore::Interrupt intr = python_interrupt();
   fusedscore::SparseDotArgs args{qids, qv.data(), static_cast<const int64_t*>(qo.data()), B,
                                  static_cast<const int32_t*>(di.data()), dv.data(),
                                  static_cast<const int64_t*>(doff.data()), N, qi, vocab_size, dt,
-                                 out_ptr(out, qi, B, N, op)};
-  py::gil_scoped_release nogil;
-  fusedscore::sparse_dot(args);
+                                 out_ptr(out, qi, B, N, op), &intr};
+  run_interruptible([&] { return fusedscore::sparse_dot(args); });
 }
 
 py::dict info() {
@@ -292,5 +318,6 @@ PYBIND11_MODULE(_native, m) {
   m.def("info", &info, "Build and CPU facts: SIMD level in use and available, OpenMP, threads, compiler.");
   m.def("set_simd", &set_simd, py::arg("level"), "Switch the SIMD level (tests); returns the previous one.");
   m.def("_set_min_work_scale", &fusedscore::set_min_work_scale, py::arg("scale"),
-        "Tests: scale the least work per extra thread (0 = thread even tiny calls); returns the previous scale.");
+        "Tests: scale the least work per extra thread and per interruptible piece (0 = thread even tiny calls, "
+        "one item a piece); returns the previous scale.");
 }

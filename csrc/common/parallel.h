@@ -32,7 +32,8 @@ inline bool have_openmp() {
 #endif
 }
 
-// Scale on every `min_work` below (1 by default; tests set 0 so that small inputs exercise the threaded paths).
+// Scale on every `min_work` below and on the work per interrupt piece (1 by default; tests set 0 so that small
+// inputs exercise the threaded paths and the piece loop).
 // Defined in parallel.cpp.
 double min_work_scale();
 double set_min_work_scale(double scale);  // returns the previous scale
@@ -73,6 +74,39 @@ void parallel_for(int64_t n, int64_t grain, int threads, const Body& body) {
 #endif
   (void)threads;
   body(0, 0, n);
+}
+
+// Polled by the drivers on the calling thread between pieces of a long call, never inside a parallel region (no
+// team thread is working then): true means stop now. The bindings poll Python's signal handlers this way, so
+// Ctrl-C ends a call within about one piece instead of after the whole job.
+struct Interrupt {
+  bool (*poll)(void*) = nullptr;
+  void* ctx = nullptr;
+  bool stop() const { return poll != nullptr && poll(ctx); }
+};
+
+// Items per piece for a call of `n` items doing `work` units in total: about `piece_work` units a piece (at
+// least one item). One piece is the whole call when it is short. min_work_scale() scales `piece_work` too, so
+// tests (scale 0: one item a piece) run the piece loop on small inputs.
+inline int64_t piece_items(int64_t n, double work, double piece_work) {
+  piece_work *= min_work_scale();
+  if (n <= 0 || work <= piece_work) return n > 0 ? n : 1;
+  const double items = double(n) * piece_work / work;
+  return items < 1.0 ? 1 : static_cast<int64_t>(items);
+}
+
+// parallel_for over [0, n) as consecutive pieces of `piece` items (each split into chunks of `grain`), polling
+// `intr` between pieces. body(slot, begin, end) gets absolute item indices. Returns false when stopped early.
+template <class Body>
+bool parallel_for_pieces(int64_t n, int64_t piece, int64_t grain, int threads, const Interrupt& intr,
+                         const Body& body) {
+  if (piece < 1) piece = 1;
+  for (int64_t p0 = 0; p0 < n; p0 += piece) {
+    const int64_t len = piece < n - p0 ? piece : n - p0;
+    parallel_for(len, grain, threads, [&](int slot, int64_t b, int64_t e) { body(slot, p0 + b, p0 + e); });
+    if (p0 + len < n && intr.stop()) return false;
+  }
+  return true;
 }
 
 }  // namespace fusedscore

@@ -19,6 +19,8 @@
 
 namespace fusedscore {
 
+struct Interrupt;  // common/parallel.h
+
 enum class DType : int { kF32 = 0, kF16 = 1, kBF16 = 2 };
 
 struct MaxSimArgs {
@@ -38,10 +40,13 @@ struct MaxSimArgs {
   // [N] or nullptr. Set: document n's rows start at d_rows[n] (each document its own buffer, e.g. a list of
   // arrays scored without packing it) and d_offsets only give lengths; d_values is unused.
   const void* const* d_rows = nullptr;
+  // Polled between pieces of the work (see common/parallel.h): a stop leaves `out` partly written.
+  const Interrupt* interrupt = nullptr;
 };
 
 // Score with the active SIMD level (common/simd.h). Inputs must already be validated (bindings do it).
-void maxsim(const MaxSimArgs& args);
+// Returns false when `interrupt` stopped the call early.
+bool maxsim(const MaxSimArgs& args);
 
 namespace cpu {
 

@@ -28,6 +28,10 @@ constexpr uint32_t kEmpty = 0xffffffffu;
 constexpr int kMaxFilterBits = 21;  // 2^21 bits = 256 KiB; larger vocabularies alias (filter false positives)
 constexpr int kMaxDirectBits = 22;  // all-pairs: a direct-mapped term -> entry array up to 2^22 ids (16 MiB)
 constexpr double kMinTermsPerThread = 32768;  // document terms (~0.1 ms of probes): below it, one thread
+// Work between two interrupt polls, per thread, in document terms x query lanes / 16 (~ns each): tens of ms.
+constexpr double kPieceWorkPerThread = 3e7;
+
+const Interrupt kNoInterrupt{};
 
 inline float weight(const void* v, DType dt, int64_t i) {
   switch (dt) {
@@ -234,7 +238,7 @@ void all_pairs_blocks(const SparseDotArgs& a, const Code& code_of, cpu::SplitFn 
   }
 }
 
-void sparse_all_pairs(const SparseDotArgs& a) {
+bool sparse_all_pairs(const SparseDotArgs& a) {
   const int64_t B = a.n_queries, N = a.n_docs;
   const int64_t nnz_q = a.q_off[B];
   const int64_t Bp = (B + 15) / 16 * 16;  // a dense row over the queries, padded for whole vectors
@@ -328,7 +332,10 @@ void sparse_all_pairs(const SparseDotArgs& a) {
   // transposed into out's rows when the block is done.
   const int64_t nb = std::max<int64_t>(1, std::min<int64_t>(64, 8192 / Bp));
   const int64_t n_blocks = (N + nb - 1) / nb;
-  const int64_t grain = std::max<int64_t>(1, n_blocks / (int64_t(max_threads()) * 16));
+  // a document term costs a lookup, and a hit up to a dense row over the queries (Bp / 16 vector FMAs)
+  const double work = double(a.d_off[N]) * double(std::max<int64_t>(1, Bp / 16));
+  const int64_t piece = piece_items(n_blocks, work, kPieceWorkPerThread * max_threads());
+  const int64_t grain = std::max<int64_t>(1, piece / (int64_t(max_threads()) * 16));
   const int threads = threads_for((n_blocks + grain - 1) / grain, double(a.d_off[N]), kMinTermsPerThread);
   std::vector<std::vector<float>> acc(threads, std::vector<float>(static_cast<size_t>(nb * Bp)));
   const size_t max_len = static_cast<size_t>(max_row_nnz(a.d_off, N)) + 16;  // + a vector (split stores)
@@ -341,7 +348,8 @@ void sparse_all_pairs(const SparseDotArgs& a) {
   std::vector<std::vector<float>> fw_buf(threads, std::vector<float>(size_t(flat_cap + 2 * max_padded + kPostPad)));
   const cpu::DenseRowsFn dense_rows = dense_rows_fn();
   const cpu::SplitFn split_fn = split_fn_for_level();
-  parallel_for(n_blocks, grain, threads, [&](int slot, int64_t lo, int64_t hi) {
+  return parallel_for_pieces(n_blocks, piece, grain, threads, a.interrupt ? *a.interrupt : kNoInterrupt,
+                             [&](int slot, int64_t lo, int64_t hi) {
     const int32_t* map = code_map.data();
     const uint32_t V = uint32_t(a.vocab_size);
     const auto direct_code = [map, V](int32_t id) { return map[std::min(uint32_t(id), V)]; };
@@ -369,16 +377,18 @@ void sparse_all_pairs(const SparseDotArgs& a) {
   });
 }
 
-void sparse_paired(const SparseDotArgs& a) {
+bool sparse_paired(const SparseDotArgs& a) {
   const int64_t N = a.n_docs;
   const int64_t max_q = max_row_nnz(a.q_off, a.n_queries);
-  const int64_t grain = std::max<int64_t>(1, N / (int64_t(max_threads()) * 32));
+  const int64_t piece = piece_items(N, double(a.d_off[N]), kPieceWorkPerThread * max_threads());
+  const int64_t grain = std::max<int64_t>(1, piece / (int64_t(max_threads()) * 32));
   const int threads = threads_for((N + grain - 1) / grain, double(a.d_off[N]), kMinTermsPerThread);
   std::vector<TermTable> tables;
   std::vector<std::vector<float>> wq(threads, std::vector<float>(static_cast<size_t>(max_q)));
   for (int t = 0; t < threads; ++t) tables.emplace_back(max_q, a.vocab_size);
   std::vector<int64_t> cached_query(threads, -1);  // per thread, across chunks: whose terms the table holds
-  parallel_for(N, grain, threads, [&](int slot, int64_t lo, int64_t hi) {
+  return parallel_for_pieces(N, piece, grain, threads, a.interrupt ? *a.interrupt : kNoInterrupt,
+                             [&](int slot, int64_t lo, int64_t hi) {
     TermTable& table = tables[slot];
     float* w = wq[slot].data();
     int64_t& cached = cached_query[slot];
@@ -408,12 +418,9 @@ void sparse_paired(const SparseDotArgs& a) {
 
 }  // namespace
 
-void sparse_dot(const SparseDotArgs& args) {
-  if (args.n_docs == 0 || (args.query_index == nullptr && args.n_queries == 0)) return;
-  if (args.query_index == nullptr)
-    sparse_all_pairs(args);
-  else
-    sparse_paired(args);
+bool sparse_dot(const SparseDotArgs& args) {
+  if (args.n_docs == 0 || (args.query_index == nullptr && args.n_queries == 0)) return true;
+  return args.query_index == nullptr ? sparse_all_pairs(args) : sparse_paired(args);
 }
 
 }  // namespace fusedscore

@@ -26,10 +26,13 @@ struct SparseDotArgs {
   int64_t vocab_size;          // V, sizes the membership filter / the direct-mapped term array
   DType dtype;
   float* out;  // [B, N] or [N]
+  // Polled between pieces of the work (see common/parallel.h): a stop leaves `out` partly written.
+  const Interrupt* interrupt = nullptr;
 };
 
-// Validated inputs only (the bindings check shapes, offsets and query_index).
-void sparse_dot(const SparseDotArgs& args);
+// Validated inputs only (the bindings check shapes, offsets and query_index). Returns false when `interrupt`
+// stopped the call early.
+bool sparse_dot(const SparseDotArgs& args);
 
 namespace cpu {
 

@@ -3,7 +3,10 @@
 Private: ``fusedscore._dispatch`` is its only caller. Arrays are NumPy, C-contiguous, native byte order and never
 converted: a wrong dtype raises ``TypeError``, a wrong shape or malformed offsets/indices ``ValueError``. Values
 arrays are float32, float16, or uint16 holding raw bf16 bits, as ``dtype`` ("float32" | "float16" | "bfloat16")
-says. The GIL is released while the kernels run (calls from several Python threads run concurrently).
+says. The GIL is released while the kernels run (calls from several Python threads run concurrently). A long call
+runs in pieces of work (~5e8 multiply-adds per thread for MaxSim); called from the main thread, it retakes the GIL
+between pieces to run Python's signal handlers, and stops with their exception (Ctrl-C: ``KeyboardInterrupt``, with
+``out`` partly written) instead of finishing the whole job first.
 """
 
 from typing import TypedDict
@@ -72,5 +75,6 @@ def set_simd(level: str) -> str:
     """Switch the process-wide SIMD level (tests); returns the previous one. ValueError if unavailable."""
 
 def _set_min_work_scale(scale: float) -> float:
-    """Tests: scale the least work a call needs per extra thread (1 by default; 0 threads even tiny calls, so
-    small inputs exercise the parallel paths). Returns the previous scale."""
+    """Tests: scale the least work a call needs per extra thread and the work per interruptible piece (1 by
+    default; 0 threads even tiny calls and makes every item its own piece, so small inputs exercise the parallel
+    paths and the piece loop). Returns the previous scale."""

@@ -258,3 +258,27 @@ def test_dense_dot_rejects_non_finite_inputs(bad):
         fs.dense_dot(d, q)
     with pytest.raises(ValueError, match=r"dense_dot: docs must be finite"):
         fs.dense_dot(q[:1].expand(5, 4), d, mode="pairs")
+
+
+def test_maxsim_topk_checks_what_a_ranking_backend_returns(monkeypatch):
+    """A backend that ranks internally (Triton) would put a NaN first: the op names it from the top k."""
+    q, d = _overflowing()
+    nan_first = (torch.tensor([[float("nan"), 1.0]]), torch.tensor([[1, 0]]))
+    monkeypatch.setitem(_dispatch._TABLE, "maxsim_topk", (_dispatch.Impl("reference", lambda *a: nan_first),))
+    with pytest.raises(ValueError, match=r"maxsim_topk: scores must not be NaN, got NaN for queries\[0\] x docs\[1\]"):
+        fs.maxsim_topk(q, d, 2, backend="reference")
+
+
+def test_similarity_takes_lists_of_dicts_as_sparse_rows():
+    """Lexical weights (dicts) with different largest ids: dot product, the vocab sizes agreeing on the larger."""
+    assert compat.similarity([{1: 2.0}, {"5": 1.0}], [{1: 3.0, 999: 1.0}, {5: 2.0}]).tolist() == [[6.0, 0.0],
+                                                                                                  [0.0, 2.0]]
+    assert compat.similarity_pairwise([{1: 2.0}], [{1: 3.0, 999: 1.0}]).tolist() == [6.0]
+
+
+def test_rerank_names_sparse_and_grad_items():
+    q = [torch.randn(2, 4)]
+    with pytest.raises(TypeError, match=r"rerank: documents_embeddings\[0\]\[0\] must be a dense \(strided\) tensor"):
+        compat.rerank([[1]], q, [[torch.randn(3, 4).to_sparse()]])
+    with pytest.raises(ValueError, match=r"rerank: queries_embeddings\[0\] must not require grad"):
+        compat.rerank([[1]], [torch.randn(2, 4, requires_grad=True)], [[torch.randn(3, 4)]])

@@ -246,9 +246,13 @@ def check_no_nan(out: torch.Tensor, where: str, query_index: torch.Tensor | None
     else:
         b = int(query_index[i]) if query_index is not None else i
         n = int(doc_index[i]) if doc_index is not None else i
-    raise ValueError(f"{where}: scores must not be NaN, got NaN for queries[{b}] x docs[{n + doc_offset}]: their dot "
-                     "products overflow float32 (values too large: scale the embeddings down) or an input holds "
-                     "NaN/Inf (built with check_finite=False)")
+    raise nan_scores(where, b, n + doc_offset)
+
+
+def nan_scores(where: str, b: int, n: int) -> ValueError:
+    return ValueError(f"{where}: scores must not be NaN, got NaN for queries[{b}] x docs[{n}]: their dot products "
+                      "overflow float32 (values too large: scale the embeddings down) or an input holds NaN/Inf "
+                      "(built with check_finite=False)")
 
 
 def check_reduce(reduce: str, where: str) -> str:

@@ -35,6 +35,7 @@ _SCORE_KEYS = ("colbert", "sparse", "dense", "sparse+dense", "colbert+sparse+den
 def _f32(x: Any, where: str, arg: str) -> torch.Tensor:
     """A float tensor view of x; float64 (numpy's default) is cast to float32, the only cast done here."""
     if isinstance(x, torch.Tensor) and x.dtype in C.FLOAT_DTYPES:  # the common case, once per item of a list
+        C.check_strided(x, where, arg)
         C.check_no_grad(x, where, arg)
         return x
     if isinstance(x, (list, tuple)):
@@ -42,6 +43,8 @@ def _f32(x: Any, where: str, arg: str) -> torch.Tensor:
     if isinstance(x, np.ndarray) and x.dtype == np.float64:
         x = x.astype(np.float32)
     t = C.as_tensor(x, where, arg)
+    C.check_strided(t, where, arg)
+    C.check_no_grad(t, where, arg)
     if t.dtype == torch.float64:
         t = t.float()
     C.check_float(t, where, arg)
@@ -232,9 +235,9 @@ def rerank(documents_ids: Sequence[Sequence[Any]], queries_embeddings: Any, docu
     target = q.device if device is None else torch.device(device)
     if target.type == "cpu" and all(t.device.type == "cpu" for t in d_items):
         # one paired call over every query's candidates; the list is read in place, never packed (its items
-        # were checked above: handed over as they are, not checked again)
-        docs = MultiVectorList([t if t.is_contiguous() else t.contiguous() for t in d_items], where,
-                               "documents_embeddings", groups)
+        # were checked above, as MultiVectorList's constructor would: handed over as they are, not checked again)
+        docs = MultiVectorList._trusted([t if t.is_contiguous() else t.contiguous() for t in d_items], where,
+                                        "documents_embeddings", groups)
         scores = maxsim(q, docs, mode="pairs", groups=groups)
     else:
         scores = _rerank_packed(q.to(target), d_items, groups, target, max_memory)
@@ -302,7 +305,7 @@ def _multi_form(x: Any, mask: Any) -> bool | None:
     or None (an empty list says nothing)."""
     if mask is not None or isinstance(x, MultiVectors):
         return True
-    if isinstance(x, SparseVectors):
+    if isinstance(x, SparseVectors) or _dicts(x):
         return False
     if isinstance(x, (torch.Tensor, np.ndarray)):
         return x.ndim == 3
@@ -328,9 +331,16 @@ def _pick_fn(fn: str | None, a: Any, b: Any, a_mask: Any, b_mask: Any, where: st
     ma, mb = _multi_form(a, a_mask), _multi_form(b, b_mask)
     if ma or mb or (ma is None and mb is None):
         return "maxsim"
-    sparse = [isinstance(x, SparseVectors) or (isinstance(x, torch.Tensor) and x.layout != torch.strided)
-              for x in (a, b)]
-    return "dot" if any(sparse) else "cosine"
+    return "dot" if any(_sparse_form(x) for x in (a, b)) else "cosine"
+
+
+def _dicts(x: Any) -> bool:
+    """A list of {term: weight} dicts (FlagEmbedding's lexical weights): sparse rows."""
+    return isinstance(x, (list, tuple)) and bool(x) and isinstance(x[0], Mapping)
+
+
+def _sparse_form(x: Any) -> bool:
+    return isinstance(x, SparseVectors) or _dicts(x) or (isinstance(x, torch.Tensor) and x.layout != torch.strided)
 
 
 
@@ -362,7 +372,7 @@ def _multi_side(x: Any, mask: Any, where: str, arg: str) -> MultiVectors:
 
 
 def _dense_side(x: Any, where: str, arg: str) -> Any:
-    if isinstance(x, SparseVectors) or (isinstance(x, torch.Tensor) and x.layout != torch.strided):
+    if _sparse_form(x):
         return SparseVectors.coerce(x, where, arg)
     if isinstance(x, (list, tuple)) and not x:
         return torch.zeros(0, 0)
@@ -394,7 +404,8 @@ def similarity(a: Any, b: Any, fn: str | None = None, *, a_mask: Any = None, b_m
     Args:
         a, b: for "maxsim"/"meanmaxsim" (multi-vector): [N, L, D] padded (with ``a_mask``/``b_mask`` [N, L],
             bool or 0/1), a list of [L_i, D], one [L, D], or a MultiVectors. For "dot"/"cosine" (dense):
-            [N, D] or one [D]; "dot" also takes two SparseVectors / torch sparse tensors.
+            [N, D] or one [D]; "dot" also takes sparse rows: SparseVectors, torch sparse tensors, or lists of
+            {term: weight} dicts (their inferred vocab sizes agree on the larger, as in ``sparse_dot``).
         fn: "maxsim" (``sum_i max_j``, util.maxsim), "meanmaxsim" (divided by the real query-token count,
             util.mean_maxsim), "dot" (util.dot_score), "cosine" (util.cos_sim). None (default): from the
             shapes: a token set per text on either side ([N, L, D], a list of [L_i, D], a MultiVectors, a mask)

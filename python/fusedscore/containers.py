@@ -331,6 +331,15 @@ class MultiVectorList:
                                  ".contiguous()")
         self._set(checked, where, arg, groups)
 
+    @classmethod
+    def _trusted(cls, items: list[torch.Tensor], where: str, arg: str, groups: Sequence[int] | None = None
+                 ) -> "MultiVectorList":
+        """For callers that checked every item as the constructor does (2-D, one D and float dtype, C-contiguous,
+        on the CPU, no grad): ``maybe`` and ``fusedscore.rerank`` (whose 1,600-item lists it would check twice)."""
+        out = cls.__new__(cls)
+        out._set(items, where, arg, groups)
+        return out
+
     def _set(self, items: list[torch.Tensor], where: str, arg: str, groups: Sequence[int] | None) -> None:
         self.items = items
         self.offsets = lengths_to_offsets(torch.tensor([t.shape[0] for t in items], dtype=torch.int64))
@@ -353,10 +362,8 @@ class MultiVectorList:
             return None
         if not all(isinstance(a, np.ndarray) or (isinstance(a, torch.Tensor) and a.device.type == "cpu") for a in x):
             return None
-        items = _check_items(x, where, arg)
-        out = cls.__new__(cls)  # the items were checked just above (and are on the CPU): not checked twice
-        out._set([t if t.is_contiguous() else t.contiguous() for t in items], where, arg, None)
-        return out
+        items = _check_items(x, where, arg)  # and on the CPU, checked above: not checked twice
+        return cls._trusted([t if t.is_contiguous() else t.contiguous() for t in items], where, arg)
 
     def __len__(self) -> int:
         return len(self.items)

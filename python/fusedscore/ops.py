@@ -294,7 +294,14 @@ def maxsim_topk(queries: Any, docs: Any, k: int, *, reduce: str = "sum", max_mem
     C.check_reduce(reduce, where)
     _check_pair(q, d, where)
     impl = _dispatch.resolve("maxsim_topk", d.device, backend)
-    return impl.fn(q, d, k, reduce, max_memory or DEFAULT_MAX_MEMORY)
+    vals, idx = impl.fn(q, d, k, reduce, max_memory or DEFAULT_MAX_MEMORY)
+    # the blocked backends reject a NaN block before ranking it; a backend that ranks internally (Triton) puts
+    # NaN first, so a NaN anywhere is in the top k: checked here, named by its document
+    nan = torch.isnan(vals)
+    if bool(nan.any()):
+        b, j = (int(x) for x in torch.nonzero(nan)[0])
+        raise C.nan_scores(where, b, int(idx[b, j]))
+    return vals, idx
 
 
 def _rows(t: torch.Tensor) -> torch.Tensor:

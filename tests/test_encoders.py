@@ -124,7 +124,7 @@ def test_truncation_is_counted_and_logged(models, caplog):
     assert m.last_truncated == 0
     # a limit above the model's is capped at it, not passed through to overflow the position table
     m.encode([long], max_length=10_000)
-    assert m.last_truncated == 1 and m._limit(10_000, "max_length") == T.MAX_POSITIONS
+    assert m.last_truncated == 1 and m._limit(10_000, "max_length", "test") == T.MAX_POSITIONS
 
 
 def test_bgem3_truncation_and_lengths(models):
@@ -376,6 +376,43 @@ def test_bad_arguments_raise(models):
         encoders.DenseEncoder.from_pretrained(models["dense"].path, device="cpu", dtype=torch.float16)
 
 
+def test_unavailable_cuda_device_fails_at_construction(dirs, models):
+    """Issue 11: device="cuda" without a GPU failed late, with torch's AssertionError at the first forward.
+    One index past the visible GPUs is unavailable on every machine (cuda:0 where there is none)."""
+    dev = f"cuda:{torch.cuda.device_count()}"
+    msg = rf"device must be an available device, got '{dev}' but (CUDA is not available|only \d+ CUDA device)"
+    with pytest.raises(RuntimeError, match=r"^DenseEncoder.from_pretrained: " + msg):
+        encoders.DenseEncoder.from_pretrained(dirs["dense"], device=dev)
+    with pytest.raises(RuntimeError, match=r"^ColBERT.from_pretrained: " + msg):
+        encoders.load(dirs["colbert"], device=dev)
+    with pytest.raises(RuntimeError, match=r"^Splade.to: " + msg):
+        models["splade"].to(dev)
+    assert models["splade"].device == torch.device("cpu")
+
+
+def test_progress_bar_is_drawn_only_on_a_terminal(models, capsys, monkeypatch):
+    """Issue 11: with show_progress_bar=True a bar went into logs and pipes too (stderr not a terminal)."""
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    m = models["dense"]
+    m.encode(T.TEXTS, show_progress_bar=True)
+    assert capsys.readouterr().err == ""  # pytest's capture is not a terminal
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    m.encode(T.TEXTS, show_progress_bar=True)
+    assert "DenseEncoder encode" in term.getvalue()
+    quiet = Terminal()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    m.encode(T.TEXTS, show_progress_bar=False)
+    m.encode(T.TEXTS)  # the default (show_progress_bar attribute False)
+    assert quiet.getvalue() == ""
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_gpu_autocast_close_to_fp32(dirs, dtype):
@@ -445,3 +482,78 @@ def test_bench_output_comparison_catches_wrong_results():
     assert _compare("cross", np.array([0.5, 1.0]), np.array([0.5, 1.25])) == 0.25
     pairs = mixed_pairs(20)
     assert pairs == mixed_pairs(20) and all(isinstance(q, str) and isinstance(d, str) for q, d in pairs)
+
+
+# ----------------------------------------------------------------------------- very long texts (issue 11)
+# Each text is far past the first character cap, and each defeats a naive cut differently.
+LONG_TEXTS = [
+    "word " * 1000,
+    " " * 60_000 + "tail words after a whitespace run " * 40,  # the first cap holds no token at all
+    "food " * 300 + "q" * 30_000 + " end",  # the cut lands inside a word: [UNK] whole, pieces when cut
+    "x" * 70_000,  # one word: no safe cut exists, the whole text goes to the tokenizer
+    "Eating,food!! <mask> [SEP] caf\u00e9 " * 200,  # punctuation, special-token text, accents
+    "a" + "\u0301" * 20_000 + " after " * 10,  # combining marks across the cut
+]
+
+
+def _reference_ids(tokenizer, texts, max_length, pairs=None):
+    """transformers' own tokenisation of the whole texts: the ground truth for the capped one."""
+    kw = dict(truncation=True if pairs is None else "longest_first", max_length=max_length)
+    enc = tokenizer(texts, **kw) if pairs is None else tokenizer(texts, pairs, **kw)
+    return enc["input_ids"]
+
+
+@pytest.mark.parametrize("name", ["dense", "bgem3"])
+@pytest.mark.parametrize("max_length", [5, 16, 64])
+def test_long_texts_give_the_tokens_of_the_whole_text(models, name, max_length):
+    m = models[name]
+    tok = m._tokenize(LONG_TEXTS + ["short text"], max_length)
+    assert tok.ids == _reference_ids(m.tokenizer, LONG_TEXTS + ["short text"], max_length)
+    assert tok.truncated == sum(len(ids) > max_length for ids in m.tokenizer(LONG_TEXTS + ["short text"])["input_ids"])
+
+
+@pytest.mark.parametrize("max_length", [9, 16, 33, 64])  # odd and even budgets: longest_first splits differently
+def test_long_pairs_give_the_tokens_of_the_whole_pair(models, max_length):
+    """Every pair with a text past the cap: the kept tokens and which text gets the odd one match the uncut
+    pair. (The reference tokenises whole pairs, whose overflow windows multiply: the texts stay at a few
+    thousand characters, and two long texts only meet at the largest limit.)"""
+    m = models["cross"]
+    short, mid = "a man is eating food", "late interaction models " * 4
+    firsts, seconds = [], []
+    for long in LONG_TEXTS:
+        firsts += [long, short, long, mid]
+        seconds += [short, long, mid, long]
+    if max_length >= 64:  # both texts long: the one with more characters also has more tokens here
+        a, b = "late interaction models " * 180, "word " * 900
+        firsts += [a, b, a]
+        seconds += [b, a, a]
+    tok = m._tokenize(firsts, max_length, pairs=seconds)
+    assert tok.ids == _reference_ids(m.tokenizer, firsts, max_length, pairs=seconds)
+
+
+def _peak_rss_growth(fn) -> int:
+    """Bytes the process's peak resident memory grows by while ``fn`` runs (Linux: VmHWM, reset first)."""
+    def hwm() -> int:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets the peak to the current resident size
+        base = hwm()
+    except (OSError, StopIteration) as e:
+        pytest.skip(f"needs Linux /proc peak-memory reset: {e!r}")
+    fn()
+    return hwm() - base
+
+
+def test_a_huge_text_takes_memory_bounded_by_the_limit_not_its_length(models):
+    """Issue 11: a 50 MB line took 11 GB (the tokenizer reads all of it before truncating, ~220 B a char).
+    8 MB of text took ~1.8 GB before the cap; now the tokenizer sees a few thousand characters."""
+    m = models["dense"]
+    text = "word " * 1_600_000
+    ref = m.encode(["word " * 200])  # same first 64 tokens
+    out = {}
+    grew = _peak_rss_growth(lambda: out.setdefault("v", m.encode([text])))
+    assert grew < 128 << 20, f"peak RSS grew by {grew >> 20} MiB for an {len(text) >> 20} MiB text"
+    assert torch.allclose(out["v"], ref, atol=TOL, rtol=0) and m.last_truncated == 1

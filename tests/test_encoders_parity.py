@@ -227,7 +227,7 @@ def test_colbert_semantics_without_peer(dirs):
     assert [x.shape[0] for x in d] == [3, 5, 3]
     for x in list(q) + list(d):
         np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, rtol=TOL)
-    feats = ours._features(encoders.colbert.tokenize(ours.tokenizer, ["a man"], ours.query_length - 1),
+    feats = ours._features(ours._tokenize(["a man"], ours.query_length - 1),
                            np.array([0]), ours.query_prefix_id, ours.query_length)
     ids = feats["input_ids"][0].tolist()
     assert ids[:2] == [ours.tokenizer.cls_token_id, ours.tokenizer.convert_tokens_to_ids("[Q] ")]

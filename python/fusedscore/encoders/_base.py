@@ -3,8 +3,10 @@
 Every encoder runs the same loop:
 
 1. tokenise all texts at once with the fast tokenizer (Rust, parallel), truncating to an explicit
-   ``max_length``; the number of truncated texts is counted from the tokenizer's overflow and reported
-   (``last_truncated`` and one log record on the ``fusedscore.encoders`` logger), never silent;
+   ``max_length`` (``_tokenize.TextTokenizer``: safe from many threads, and a very long text is cut to a
+   prefix that keeps every token the truncation keeps); the number of truncated texts is counted from the
+   tokenizer's overflow and reported (``last_truncated``, per thread, and one log record on the
+   ``fusedscore.encoders`` logger), never silent;
 2. sort texts by token count (longest first) and cut batches of at most ``batch_size``, so a batch pads
    to its own longest text (on the CPU a batch is also split where its padding would cost more than a
    forward call: ``sorted_batches``);
@@ -13,6 +15,11 @@ Every encoder runs the same loop:
 
 Device placement of a *model* is chosen here (``resolve_device``); which *kernel* scores the outputs is
 decided in ``fusedscore._dispatch`` as everywhere else.
+
+Threads: an encoder may be called from many threads at once. A call keeps its state in local variables;
+the shared parts are the model and heads (read-only under ``inference_mode``), the tokenizer (a private
+copy used under a lock) and ``last_truncated`` (one value per thread). ``to()`` and attribute changes are
+configuration, not to be made while other threads encode.
 """
 
 from __future__ import annotations
@@ -21,11 +28,14 @@ import contextlib
 import json
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
+
+from ._tokenize import TextTokenizer, Tokenized
 
 log = logging.getLogger("fusedscore.encoders")
 
@@ -37,14 +47,30 @@ _UNLIMITED = 10**8  # tokenizers store "no limit" as a huge model_max_length (1e
 CPU_FORWARD_TOKENS = 64
 
 
-def resolve_device(device: Any) -> torch.device:
-    """None -> ``cuda`` when available, else ``cpu``; strings and torch.device pass through."""
+def resolve_device(device: Any, where: str = "encoders") -> torch.device:
+    """None -> ``cuda`` when available, else ``cpu``; strings and torch.device pass through.
+
+    Raises:
+        ValueError: not a device.  RuntimeError: a CUDA device without CUDA (no GPU, no driver, or a
+            CPU-only torch), or a GPU index past the devices present: said here rather than as an
+            AssertionError from torch at the first forward call.
+    """
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        dev = torch.device(device)
     except (RuntimeError, TypeError) as e:
-        raise ValueError(f"encoders: device must be a torch device or string like 'cpu'/'cuda:0', got {device!r}") from e
+        raise ValueError(f"{where}: device must be a torch device or string like 'cpu'/'cuda:0', got {device!r}") from e
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "built without CUDA"
+            raise RuntimeError(f"{where}: device must be an available device, got {str(dev)!r} but CUDA is not "
+                               f"available (torch {torch.__version__}, {build}: no GPU or driver visible); "
+                               "use device='cpu' or leave device unset")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise RuntimeError(f"{where}: device must be an available device, got {str(dev)!r} but only "
+                               f"{torch.cuda.device_count()} CUDA device(s) are visible")
+    return dev
 
 
 def resolve_dtype(dtype: Any, device: torch.device) -> torch.dtype:
@@ -127,38 +153,6 @@ def check_batch_size(batch_size: Any, where: str) -> int:
     return int(batch_size)
 
 
-class Tokenized:
-    """Per-text token ids (special tokens included), token type ids, and the truncation count."""
-
-    __slots__ = ("ids", "type_ids", "lengths", "truncated")
-
-    def __init__(self, ids: list[list[int]], type_ids: list[list[int]] | None, truncated: int):
-        self.ids = ids
-        self.type_ids = type_ids
-        self.lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
-        self.truncated = truncated
-
-
-def tokenize(tokenizer: Any, texts: list[str], max_length: int | None, *, pairs: list[str] | None = None,
-             type_ids: bool = False) -> Tokenized:
-    """Tokenise in one fast-tokenizer call, truncating to ``max_length`` tokens (special tokens included;
-    pairs with the ``longest_first`` rule, as sentence-transformers' CrossEncoder). A text counts as
-    truncated when the tokenizer reports overflowing tokens for it."""
-    if not getattr(tokenizer, "is_fast", False):
-        raise TypeError(f"encoders: the tokenizer must be a fast (Rust) tokenizer, got {type(tokenizer).__name__}")
-    if not texts:
-        return Tokenized([], [] if type_ids else None, 0)
-    kw: dict[str, Any] = {"add_special_tokens": True, "return_attention_mask": False, "return_token_type_ids": False}
-    if max_length is not None:
-        kw.update(truncation="longest_first" if pairs is not None else True, max_length=int(max_length))
-    enc = tokenizer(texts, pairs, **kw) if pairs is not None else tokenizer(texts, **kw)
-    encodings = enc.encodings
-    ids = [e.ids for e in encodings]
-    tids = [e.type_ids for e in encodings] if type_ids else None
-    truncated = sum(1 for e in encodings if e.overflowing) if max_length is not None else 0
-    return Tokenized(ids, tids, truncated)
-
-
 def sorted_batches(lengths: np.ndarray, batch_size: int, overhead_tokens: float | None = None) -> list[np.ndarray]:
     """Indices of texts, longest first (stable), cut into consecutive batches of at most ``batch_size``.
 
@@ -211,12 +205,15 @@ class EncoderBase:
 
     Attributes:
         model: the transformers module (eval mode, on ``device``, fp32 weights).
-        tokenizer: the fast tokenizer loaded from the directory.
+        tokenizer: the fast tokenizer loaded from the directory. Encoding uses a private copy of its Rust
+            backend made at load (``_tokenize``), so changes to this object afterwards do not apply.
         device: torch.device the model runs on.
         dtype: compute dtype: fp32, or fp16/bf16 autocast on CUDA.
         max_length: default truncation limit in tokens (special tokens included), at most the model's limit.
-        last_truncated: how many texts the last call truncated.
-        show_progress_bar: default for the per-call ``show_progress_bar`` (off in library calls).
+        last_truncated: how many texts the last call *of the calling thread* truncated (one value per
+            thread, so concurrent calls never see each other's count).
+        show_progress_bar: default for the per-call ``show_progress_bar`` (off in library calls). A bar is
+            drawn only when stderr is a terminal, so logs and pipes never get one.
         path: the directory it was loaded from.
     """
 
@@ -224,31 +221,38 @@ class EncoderBase:
 
     def __init__(self, model: torch.nn.Module, tokenizer: Any, *, path: Path, device: Any, dtype: Any,
                  max_length: int | None):
-        self.device = resolve_device(device)
+        self.device = resolve_device(device, self.where)
         self.dtype = resolve_dtype(dtype, self.device)
         self.model = model.eval().to(self.device)
         self.tokenizer = tokenizer
+        self._tokenize = TextTokenizer(tokenizer)
         self.path = path
         self.model_max_length = model_limit(tokenizer, getattr(model, "config", None))
-        self.max_length = self._limit(max_length, "max_length") if max_length is not None else self.model_max_length
-        self.last_truncated = 0
+        self.max_length = self.model_max_length
+        if max_length is not None:
+            self.max_length = self._limit(max_length, "max_length", self.where)
+        self._calls = threading.local()
         self.show_progress_bar = False
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(path={str(self.path)!r}, device={self.device}, dtype={self.dtype}, "
                 f"max_length={self.max_length})")
 
-    def _limit(self, max_length: Any, arg: str) -> int | None:
+    @property
+    def last_truncated(self) -> int:
+        return getattr(self._calls, "truncated", 0)
+
+    def _limit(self, max_length: Any, arg: str, where: str) -> int | None:
         """Validate a requested limit and cap it at the model's own (documented: never silently past it)."""
         if max_length is None:
             return self.max_length
         if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)) or max_length < 2:
-            raise ValueError(f"{self.where}: {arg} must be an int >= 2, got {max_length!r}")
+            raise ValueError(f"{where}: {arg} must be an int >= 2, got {max_length!r}")
         m = int(max_length)
         return m if self.model_max_length is None else min(m, self.model_max_length)
 
     def _report(self, tok: Tokenized, limit: int | None) -> None:
-        self.last_truncated = tok.truncated
+        self._calls.truncated = tok.truncated
         if tok.truncated:
             log.warning("%s: truncated %d of %d texts to %s tokens", self.where, tok.truncated, len(tok.ids), limit)
 
@@ -264,17 +268,19 @@ class EncoderBase:
         return contextlib.nullcontext()
 
     def _progress(self, batches: list[np.ndarray], show: bool | None, desc: str):
+        """``show`` False (or None with ``show_progress_bar`` False) silences the bar; True draws it when
+        stderr is a terminal (tqdm's ``disable=None``), never into a log file or pipe."""
         show = self.show_progress_bar if show is None else show
         if not show:
             return batches
         from tqdm.auto import tqdm
 
-        return tqdm(batches, desc=desc)
+        return tqdm(batches, desc=desc, disable=None)
 
     def to(self, device: Any) -> "EncoderBase":
         """Move the model (and future outputs) to ``device``; returns self. Moving to the CPU drops fp16/bf16
         autocast (fp32 there); moving to CUDA keeps the current dtype."""
-        self.device = resolve_device(device)
+        self.device = resolve_device(device, f"{self.where}.to")
         self.dtype = resolve_dtype(None if self.dtype in _HALF and self.device.type != "cuda" else self.dtype,
                                    self.device)
         self.model.to(self.device)

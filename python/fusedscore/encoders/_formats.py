@@ -13,7 +13,6 @@ Format detection (``detect_format``), first match wins:
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ import torch
 from ._base import check_model_dir, describe_error, read_json, unreadable
 
 __all__ = ["detect_format", "load", "st_modules", "transformer_dir", "DenseLayer", "load_dense_layers",
-           "check_dense_chain"]
+           "check_dense_chain", "activation_module"]
 
 
 def st_modules(path: Path) -> list[dict[str, Any]]:
@@ -59,24 +58,50 @@ def st_transformer_config(tdir: Path) -> dict[str, Any]:
     return {}
 
 
-def _activation(path: str | None, where: str) -> torch.nn.Module:
-    """An activation module from a dotted torch class path (only ``torch.*``: never arbitrary code)."""
-    if not path:
+# Parameter-free activations that sentence-transformers / PyLate checkpoints name (Dense modules'
+# activation_function, a CrossEncoder's activation_fn). A config file names a dotted path that the peers
+# import and call; any other path is refused: "torch.utils.collect_env.main" would run at load.
+_ACTIVATIONS = ("Identity", "Sigmoid", "Tanh", "ReLU", "ReLU6", "GELU", "SiLU", "Mish", "ELU", "SELU", "CELU",
+                "LeakyReLU", "Softplus", "Softsign", "Softmax", "LogSoftmax", "LogSigmoid", "Hardtanh", "Hardsigmoid",
+                "Hardswish", "Tanhshrink")
+
+
+def _known_activations() -> dict[str, type]:
+    """Each allowed class under the paths checkpoints use: ``torch.nn.Tanh`` and where it is defined,
+    ``torch.nn.modules.activation.Tanh`` (``torch.nn.modules.linear.Identity``), as ``fullname`` writes it."""
+    out = {}
+    for name in _ACTIVATIONS:
+        cls = getattr(torch.nn, name)
+        out[f"torch.nn.{name}"] = cls
+        out[f"{cls.__module__}.{name}"] = cls
+    return out
+
+
+def activation_module(path: Any, where: str, file: Path, key: str) -> torch.nn.Module:
+    """The activation a config file names at ``key``, from a fixed list of torch classes (None/"": Identity).
+
+    Raises:
+        ValueError: any other value, naming ``file`` and the value; nothing it names is imported or called.
+    """
+    if path is None or path == "":
         return torch.nn.Identity()
-    if not path.startswith("torch."):
-        raise ValueError(f"{where}: activation_function must be a torch.nn class path, got {path!r}")
-    mod, _, name = path.rpartition(".")
-    return getattr(importlib.import_module(mod), name)()
+    cls = _known_activations().get(path) if isinstance(path, str) else None
+    if cls is None:
+        names = ", ".join(_ACTIVATIONS)
+        raise ValueError(f"{where}: {key} in {str(file)!r} must be a known activation class (torch.nn.<Name> or "
+                         f"torch.nn.modules.<module>.<Name> with Name one of {names}), got {path!r}; other values "
+                         "are refused because loading would import and call them")
+    return cls()
 
 
 class DenseLayer(torch.nn.Module):
     """sentence-transformers / PyLate ``Dense``: ``act(x W^T + b)`` (+ an optional residual projection)."""
 
-    def __init__(self, cfg: dict[str, Any], state: dict[str, torch.Tensor], where: str):
+    def __init__(self, cfg: dict[str, Any], state: dict[str, torch.Tensor], where: str, file: Path):
         super().__init__()
         fin, fout = int(cfg["in_features"]), int(cfg["out_features"])
         self.linear = torch.nn.Linear(fin, fout, bias=bool(cfg.get("bias", True)))
-        self.activation = _activation(cfg.get("activation_function"), where)
+        self.activation = activation_module(cfg.get("activation_function"), where, file, "activation_function")
         self.use_residual = bool(cfg.get("use_residual", False))
         self.residual = torch.nn.Linear(fin, fout, bias=False) if self.use_residual and fin != fout else None
         mine = {k: v for k, v in state.items() if k.startswith(("linear.", "residual."))}
@@ -134,7 +159,7 @@ def load_dense_layers(path: Path, mods: list[dict[str, Any]], where: str,
             if not isinstance(cfg, dict) or not {"in_features", "out_features"} <= set(cfg):
                 raise ValueError(f"{where}: {str(d / 'config.json')!r} must give in_features and out_features "
                                  f"({layout}), got {sorted(cfg) if isinstance(cfg, dict) else type(cfg).__name__}")
-            layers.append(DenseLayer(cfg, _load_state(d, where, layout), where).float().eval())
+            layers.append(DenseLayer(cfg, _load_state(d, where, layout), where, d / "config.json").float().eval())
     return layers
 
 

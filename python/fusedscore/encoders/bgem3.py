@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from ..containers import MultiVectors, SparseVectors
 from ._base import (EncoderBase, check_batch_size, check_model_dir, check_texts, describe_error, load_hf, pad_batch,
-                    tokenize, unreadable)
+                    resolve_device, unreadable)
 
 __all__ = ["BGEM3"]
 
@@ -78,6 +78,7 @@ class BGEM3(EncoderBase):
         Raises:
             FileNotFoundError: path or a head file missing.  ValueError: not a model directory, bad head.
         """
+        resolve_device(device, "BGEM3.from_pretrained")  # before loading weights: a missing GPU fails fast
         p = check_model_dir(path, "BGEM3.from_pretrained")
         for f in HEAD_FILES:
             if not (p / f).is_file():
@@ -132,8 +133,8 @@ class BGEM3(EncoderBase):
         batch_size = check_batch_size(batch_size, where)
         if not (return_dense or return_sparse or return_colbert_vecs):
             raise ValueError(f"{where}: at least one of return_dense, return_sparse, return_colbert_vecs must be True")
-        limit = self._limit(max_length, "max_length")
-        tok = tokenize(self.tokenizer, texts, limit)
+        limit = self._limit(max_length, "max_length", where)
+        tok = self._tokenize(texts, limit)
         self._report(tok, limit)
         n = len(texts)
         dense = torch.empty(n, self.dim, dtype=torch.float32, device=self.device) if return_dense else None

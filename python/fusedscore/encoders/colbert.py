@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from ..containers import MultiVectors
-from ._base import EncoderBase, Tokenized, check_batch_size, check_model_dir, check_texts, load_hf, read_json, tokenize
+from ._base import (EncoderBase, Tokenized, check_batch_size, check_model_dir, check_texts, load_hf, read_json,
+                    resolve_device)
 from ._formats import check_dense_chain, load_dense_layers, st_modules, st_transformer_config, transformer_dir
 
 __all__ = ["ColBERT"]
@@ -94,6 +95,7 @@ class ColBERT(EncoderBase):
             FileNotFoundError: path or a module file missing.  ValueError: not a PyLate directory.
         """
         where = "ColBERT.from_pretrained"
+        resolve_device(device, where)  # before loading weights: a missing GPU fails fast
         p = check_model_dir(path, where) if not (Path(path) / "modules.json").is_file() else Path(path)
         mods = st_modules(p)
         if not mods:
@@ -166,7 +168,7 @@ class ColBERT(EncoderBase):
             texts = [t.lower() for t in texts]
         length = self.query_length if is_query else self.document_length
         prefix_id = self.query_prefix_id if is_query else self.document_prefix_id
-        tok = tokenize(self.tokenizer, texts, length - 1 if prefix_id is not None else length)
+        tok = self._tokenize(texts, length - 1 if prefix_id is not None else length)
         self._report(tok, length)
         expand = is_query and self.do_query_expansion
         skip = torch.tensor(self.skiplist, dtype=torch.int64, device=self.device)

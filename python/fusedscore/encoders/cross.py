@@ -2,7 +2,9 @@
 
 The activation follows sentence-transformers 6's ``CrossEncoder``: the dotted torch class stored in
 ``config.sentence_transformers["activation_fn"]`` (or the legacy ``sbert_ce_default_activation_function``),
-else ``Sigmoid`` for one label and ``Identity`` for more. Pairs are truncated together to the limit with
+else ``Sigmoid`` for one label and ``Identity`` for more. Only known activation classes load (Sigmoid,
+Identity, Tanh, ReLU, Softmax, ...: ``_formats.activation_module``); any other path is a ValueError, because
+the peers import and call whatever a config file names. Pairs are truncated together to the limit with
 the ``longest_first`` rule (tokens are dropped from the longer of the two texts first).
 
 Multi-label models (``num_labels > 1``): ``predict`` returns one column, ``label_index``, which must be
@@ -12,28 +14,27 @@ right for every such model (e.g. NLI heads order their labels differently).
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
-from ._base import EncoderBase, check_batch_size, check_model_dir, load_hf, pad_batch, tokenize
+from ._base import EncoderBase, check_batch_size, check_model_dir, load_hf, pad_batch, resolve_device
+from ._formats import activation_module
 
 __all__ = ["CrossEncoder"]
 
 
-def _activation_from_config(config: Any, num_labels: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    path = None
+def _activation_from_config(config: Any, num_labels: int, file: Path) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The activation ``file`` (config.json) names, from the known torch classes only (``activation_module``)."""
+    where = "CrossEncoder.from_pretrained"
     st = getattr(config, "sentence_transformers", None)
     if isinstance(st, dict) and st.get("activation_fn"):
-        path = st["activation_fn"]
-    elif getattr(config, "sbert_ce_default_activation_function", None):
-        path = config.sbert_ce_default_activation_function
-    if path and path.startswith("torch."):  # never import arbitrary code named by a config file
-        mod, _, name = path.rpartition(".")
-        return getattr(importlib.import_module(mod), name)()
+        return activation_module(st["activation_fn"], where, file, "sentence_transformers.activation_fn")
+    legacy = getattr(config, "sbert_ce_default_activation_function", None)
+    if legacy:
+        return activation_module(legacy, where, file, "sbert_ce_default_activation_function")
     return torch.nn.Sigmoid() if num_labels == 1 else torch.nn.Identity()
 
 
@@ -46,7 +47,7 @@ class CrossEncoder(EncoderBase):
     def __init__(self, model, tokenizer, *, label_index: int | None = None, **kw):
         super().__init__(model, tokenizer, **kw)
         self.num_labels = int(model.config.num_labels)
-        self.activation = _activation_from_config(model.config, self.num_labels)
+        self.activation = _activation_from_config(model.config, self.num_labels, Path(self.path) / "config.json")
         self.label_index = self._check_label(label_index)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.type_ids = "token_type_ids" in getattr(tokenizer, "model_input_names", ())
@@ -68,6 +69,7 @@ class CrossEncoder(EncoderBase):
         Raises:
             FileNotFoundError: path missing.  ValueError: not a model directory.
         """
+        resolve_device(device, "CrossEncoder.from_pretrained")  # before loading weights: a missing GPU fails fast
         p = check_model_dir(path, "CrossEncoder.from_pretrained")
         model, tokenizer = load_hf(Path(p), "AutoModelForSequenceClassification", "CrossEncoder.from_pretrained")
         return cls(model, tokenizer, label_index=label_index, path=p, device=device, dtype=dtype,
@@ -106,9 +108,8 @@ class CrossEncoder(EncoderBase):
             raise ValueError(f"{where}: label_index must be given for a model with num_labels={self.num_labels} "
                              "(which logit column is the relevance score?), got None")
         act = self.activation if activation is None else activation
-        limit = self._limit(max_length, "max_length")
-        tok = tokenize(self.tokenizer, [p[0] for p in pairs], limit, pairs=[p[1] for p in pairs],
-                       type_ids=self.type_ids)
+        limit = self._limit(max_length, "max_length", where)
+        tok = self._tokenize([p[0] for p in pairs], limit, pairs=[p[1] for p in pairs], type_ids=self.type_ids)
         self._report(tok, limit)
         out = torch.empty(len(pairs), dtype=torch.float32)
         batches = self._batches(tok.lengths, batch_size)

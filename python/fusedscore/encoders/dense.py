@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ._base import EncoderBase, check_batch_size, check_texts, load_hf, pad_batch, read_json, tokenize
+from ._base import EncoderBase, check_batch_size, check_texts, load_hf, pad_batch, read_json, resolve_device
 from ._formats import check_dense_chain, load_dense_layers, st_modules, st_transformer_config, transformer_dir
 
 __all__ = ["DenseEncoder"]
@@ -89,6 +89,7 @@ class DenseEncoder(EncoderBase):
             FileNotFoundError: path, modules.json or a module's config missing.  ValueError: bad format.
         """
         where = "DenseEncoder.from_pretrained"
+        resolve_device(device, where)  # before loading weights: a missing GPU fails fast
         p = Path(path).expanduser()
         if not p.is_dir():
             raise FileNotFoundError(f"{where}: path must be an existing local model directory, got {str(p)!r}")
@@ -141,8 +142,8 @@ class DenseEncoder(EncoderBase):
         batch_size = check_batch_size(batch_size, where)
         if self.do_lower_case:
             texts = [t.lower() for t in texts]
-        limit = self._limit(max_length, "max_length")
-        tok = tokenize(self.tokenizer, texts, limit, type_ids=self.type_ids)
+        limit = self._limit(max_length, "max_length", where)
+        tok = self._tokenize(texts, limit, type_ids=self.type_ids)
         self._report(tok, limit)
         out = torch.empty(len(texts), self.dim, dtype=torch.float32, device=self.device)
         batches = self._batches(tok.lengths, batch_size)

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from ..containers import SparseVectors
-from ._base import EncoderBase, check_batch_size, check_model_dir, check_texts, load_hf, pad_batch, read_json, tokenize
+from ._base import (EncoderBase, check_batch_size, check_model_dir, check_texts, load_hf, pad_batch, read_json,
+                    resolve_device)
 from ._formats import st_modules, st_transformer_config, transformer_dir
 
 __all__ = ["Splade"]
@@ -57,6 +58,7 @@ class Splade(EncoderBase):
             FileNotFoundError: path missing.  ValueError: not a model directory / no masked-LM head.
         """
         where = "Splade.from_pretrained"
+        resolve_device(device, where)  # before loading weights: a missing GPU fails fast
         p = Path(path).expanduser()
         mods = st_modules(p) if p.is_dir() else []
         pooling, activation, prompts, lower, st_max = "max", "relu", {}, False, None
@@ -104,8 +106,8 @@ class Splade(EncoderBase):
             texts = [prompt + t for t in texts]
         if self.do_lower_case:
             texts = [t.lower() for t in texts]
-        limit = self._limit(max_length, "max_length")
-        tok = tokenize(self.tokenizer, texts, limit, type_ids=self.type_ids)
+        limit = self._limit(max_length, "max_length", where)
+        tok = self._tokenize(texts, limit, type_ids=self.type_ids)
         self._report(tok, limit)
         n = len(texts)
         rows_i, rows_v, counts = [None] * n, [None] * n, np.zeros(n, dtype=np.int64)

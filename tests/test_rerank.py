@@ -228,12 +228,39 @@ def test_bad_top_k(top_k, exc, match):
         Reranker(ColBERT()).rank("q", ["a"], top_k=top_k)
 
 
+@pytest.mark.parametrize("call, where", [
+    (lambda r: r.rank("q", ["a"], top_k=0), "Reranker.rank"),
+    (lambda r: r.rank("q", ["a"], batch_size=0), "Reranker.rank"),
+    (lambda r: r.rerank_batch(["q"], [["a"]], top_k=0), "Reranker.rerank_batch"),
+    (lambda r: r.rerank_batch(["q"], [["a"]], batch_size=-1), "Reranker.rerank_batch"),
+    (lambda r: r.score(["q"], [["a"]], batch_size=0), "Reranker.score"),
+    (lambda r: r.score(["q", "r"], [["a"]]), "Reranker.score"),
+    (lambda r: r.rerank_embeddings([torch.ones(1, DIM)], [torch.ones(1, DIM)], top_k=0), "Reranker.rerank_embeddings"),
+], ids=["rank-top_k", "rank-batch_size", "rerank_batch-top_k", "rerank_batch-batch_size", "score-batch_size",
+        "score-lists", "rerank_embeddings-top_k"])
+def test_errors_name_the_method_called(call, where):
+    """Issue 11: rank(top_k=0) used to say Reranker.rerank_batch; batch_size went unchecked to the encoder."""
+    with pytest.raises(ValueError, match=f"^{where}: "):
+        call(Reranker(ColBERT()))
+
+
+def test_unavailable_cuda_device_fails_at_construction():
+    """Issue 11: Reranker(device="cuda") without a GPU was accepted and failed late with an AssertionError."""
+    dev = f"cuda:{torch.cuda.device_count()}"  # one past the visible GPUs: cuda:0 on a machine without any
+    with pytest.raises(RuntimeError, match=rf"^Reranker: device must be an available device, got '{dev}'"):
+        Reranker(ColBERT(), device=dev)
+
+
 def test_bad_texts_and_options():
     r = Reranker(ColBERT())
-    with pytest.raises(TypeError, match="candidate_lists\\[0\\] must be a list of str, got str"):
+    with pytest.raises(TypeError, match="^Reranker.rank: documents must be a list of str, got str"):
         r.rank("q", "not a list")
-    with pytest.raises(TypeError, match="candidate_lists\\[0\\]\\[1\\] must be a str, got int"):
+    with pytest.raises(TypeError, match="^Reranker.rank: documents\\[1\\] must be a str, got int"):
         r.rank("q", ["a", 3])
+    with pytest.raises(TypeError, match="^Reranker.rank: query must be a str, got list"):
+        r.rank(["q"], ["a"])
+    with pytest.raises(TypeError, match="candidate_lists\\[0\\]\\[1\\] must be a str, got int"):
+        r.rerank_batch(["q"], [["a", 3]])
     with pytest.raises(ValueError, match="candidate_lists must hold one list per query \\(2\\), got 1"):
         r.rerank_batch(["a", "b"], [["x"]])
     with pytest.raises(ValueError, match="mode must be one of \\['colbert'\\] for a ColBERT, got 'dense'"):

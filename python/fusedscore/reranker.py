@@ -23,12 +23,17 @@ Fusion of several signals (a BGE-M3 mix, or several models):
 
 Scores are float32. NaN never reaches a result: a NaN score (a broken model) is ranked last as ``-inf``
 with a ``RuntimeWarning`` saying how many.
+
+Threads: a Reranker (and the encoders under it) may be called from many threads at once; a call keeps its
+state in local variables. ``last_truncated`` is per thread. The learned embedding size per character
+(which only sizes memory-budget chunks) is shared: a race on it changes chunk sizes, never scores' meaning.
 """
 
 from __future__ import annotations
 
 import inspect
 import os
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -267,6 +272,15 @@ def _drop_nan(flat: torch.Tensor, where: str) -> torch.Tensor:
     return flat
 
 
+def _check_docs(docs: Any, where: str, arg: str) -> list[str]:
+    if isinstance(docs, str) or not isinstance(docs, Sequence):
+        raise TypeError(f"{where}: {arg} must be a list of str, got {type(docs).__name__}")
+    for j, d in enumerate(docs):
+        if not isinstance(d, str):
+            raise TypeError(f"{where}: {arg}[{j}] must be a str, got {type(d).__name__}")
+    return list(docs)
+
+
 def _rank_one(scores: list[float], top_k: int | None, texts: Sequence[Any] | None) -> list[dict[str, Any]]:
     """Stable sort (ties keep input order, as sentence-transformers' sorted() does)."""
     order = sorted(range(len(scores)), key=lambda i: -scores[i])
@@ -279,7 +293,6 @@ def _rank_one(scores: list[float], top_k: int | None, texts: Sequence[Any] | Non
             row["text"] = texts[i]
         out.append(row)
     return out
-
 
 
 # ----------------------------------------------------------------------------- the reranker
@@ -305,10 +318,11 @@ class Reranker:
         device: where scoring runs (embeddings are moved there); default: where the encoder puts them.
     Attributes:
         last_truncated: how many texts (pairs, for a cross-encoder) the encoders truncated during the last
-            ``score`` / ``rerank_batch``, summed over models and calls (encoders only report per call).
+            ``rank`` / ``rerank_batch`` / ``score`` *of the calling thread*, summed over models and calls.
     Raises:
         ValueError: a bad mode, weights, normalize, fusion, or a cross-encoder with num_labels != 1.
         TypeError: an object that is not an encoder.
+        RuntimeError: ``device`` is a CUDA device and CUDA is not available.
     """
 
     def __init__(self, model_or_scorers: Any = None, mode: Any = None, weights: Any = None, normalize: str = "none",
@@ -325,14 +339,22 @@ class Reranker:
             C.check_k(max_memory, where, "max_memory")
         self.rrf_k = C.check_k(rrf_k, where, "rrf_k")
         self.normalize, self.fusion, self.missing, self.max_memory = normalize, fusion, missing, max_memory
-        self.device = torch.device(device) if device is not None else None
+        self.device = None
+        if device is not None:
+            from .encoders._base import resolve_device  # the one device check of models and their outputs
+
+            self.device = resolve_device(device, where)
         if isinstance(model_or_scorers, (str, os.PathLike)):
             from .encoders import load  # the encoders pull in transformers: import only when needed
             model_or_scorers = load(os.fspath(model_or_scorers), device=device)
         self.signals = self._build_signals(model_or_scorers, mode, reduce, where)
         self.weights = self._parse_weights(weights, where)
         self._bytes_per_char = float(_FIRST_GUESS_BYTES_PER_CHAR)
-        self.last_truncated = 0
+        self._calls = threading.local()
+
+    @property
+    def last_truncated(self) -> int:
+        return getattr(self._calls, "truncated", 0)
 
     def _scoring_device(self) -> torch.device | None:
         """Where scores are computed: ``device=``, else the first model's device (its budget is the default)."""
@@ -417,21 +439,19 @@ class Reranker:
         ``corpus_id`` indexes ``documents``; ties keep input order; duplicates are kept and scored; an
         empty list gives ``[]``; ``top_k`` larger than the list gives them all.
         Raises:
-            ValueError: top_k <= 0.  TypeError: documents not a list of str.
+            ValueError: top_k <= 0.  TypeError: query not a str, documents not a list of str.
         """
-        return self.rerank_batch([query], [documents], top_k=top_k, return_documents=return_documents,
-                                 batch_size=batch_size)[0]
+        where = "Reranker.rank"
+        if not isinstance(query, str):
+            raise TypeError(f"{where}: query must be a str, got {type(query).__name__}")
+        return self._rerank([query], [_check_docs(documents, where, "documents")], top_k, return_documents,
+                            batch_size, where)[0]
 
     def rerank_batch(self, queries: Sequence[str], candidate_lists: Sequence[Sequence[str]], top_k: int | None = None,
                      return_documents: bool = False, batch_size: int = 32) -> list[list[dict[str, Any]]]:
         """``rank`` for many queries: every query's candidates are encoded together and scored with one kernel
         call per signal (per memory-budget chunk). Returns one sorted list per query."""
-        where = "Reranker.rerank_batch"
-        top_k = self._check_top_k(top_k, where)
-        flat, groups = self.score(queries, candidate_lists, batch_size=batch_size)
-        vals = flat.tolist()
-        return [_rank_one(vals[groups[b]:groups[b + 1]], top_k, candidate_lists[b] if return_documents else None)
-                for b in range(len(queries))]
+        return self._rerank(queries, candidate_lists, top_k, return_documents, batch_size, "Reranker.rerank_batch")
 
     def score(self, queries: Sequence[str], candidate_lists: Sequence[Sequence[str]], batch_size: int = 32
               ) -> tuple[torch.Tensor, list[int]]:
@@ -440,17 +460,29 @@ class Reranker:
         Returns:
             (scores [N] float32 on CPU, groups: B+1 offsets; query b's candidates are scores[groups[b]:groups[b+1]]).
         """
-        where = "Reranker.score"
+        return self._score(queries, candidate_lists, batch_size, "Reranker.score")
+
+    def _rerank(self, queries: Any, candidate_lists: Any, top_k: Any, return_documents: bool, batch_size: Any,
+                where: str) -> list[list[dict[str, Any]]]:
+        """``rerank_batch``; errors name ``where``, the public method the caller used."""
+        top_k = self._check_top_k(top_k, where)
+        flat, groups = self._score(queries, candidate_lists, batch_size, where)
+        vals = flat.tolist()
+        return [_rank_one(vals[groups[b]:groups[b + 1]], top_k, candidate_lists[b] if return_documents else None)
+                for b in range(len(queries))]
+
+    def _score(self, queries: Any, candidate_lists: Any, batch_size: Any, where: str) -> tuple[torch.Tensor, list[int]]:
         if any(s.model is None for s in self.signals):
             raise ValueError(f"{where}: this Reranker has no model (built from embeddings); use rerank_embeddings")
         queries, cands = self._check_texts(queries, candidate_lists, where)
+        batch_size = C.check_k(batch_size, where, "batch_size")
         groups = [0]
         for c in cands:
             groups.append(groups[-1] + len(c))
         docs = [d for c in cands for d in c]
         per_signal: dict[str, list[torch.Tensor]] = {s.key: [] for s in self.signals}
         budget = self.max_memory or default_max_memory(self._scoring_device())
-        self.last_truncated = 0
+        self._calls.truncated = 0
         start = 0
         while start < len(queries):
             end, acc = start, 0.0
@@ -462,7 +494,7 @@ class Reranker:
                 end += 1
             lo, hi = groups[start], groups[end]
             g = torch.tensor(groups[start:end + 1], dtype=torch.int64) - lo
-            scores, used = self._score_chunk(queries[start:end], docs[lo:hi], g, batch_size)
+            scores, used = self._score_chunk(queries[start:end], docs[lo:hi], g, batch_size, where)
             chars = sum(len(d) + 1 for d in docs[lo:hi])
             if used and chars:  # learn the real embedding size per character for the next chunk
                 self._bytes_per_char = max(1.0, used / chars)
@@ -519,17 +551,9 @@ class Reranker:
         for i, q in enumerate(queries):
             if not isinstance(q, str):
                 raise TypeError(f"{where}: queries[{i}] must be a str, got {type(q).__name__}")
-        out = []
-        for i, c in enumerate(cands):
-            if isinstance(c, str) or not isinstance(c, Sequence):
-                raise TypeError(f"{where}: candidate_lists[{i}] must be a list of str, got {type(c).__name__}")
-            for j, d in enumerate(c):
-                if not isinstance(d, str):
-                    raise TypeError(f"{where}: candidate_lists[{i}][{j}] must be a str, got {type(d).__name__}")
-            out.append(list(c))
-        return list(queries), out
+        return list(queries), [_check_docs(c, where, f"candidate_lists[{i}]") for i, c in enumerate(cands)]
 
-    def _score_chunk(self, queries: list[str], docs: list[str], groups: torch.Tensor, batch_size: int
+    def _score_chunk(self, queries: list[str], docs: list[str], groups: torch.Tensor, batch_size: int, where: str
                      ) -> tuple[dict[str, torch.Tensor], int]:
         """Encode one chunk (each distinct document text once) and score every signal: one kernel call each."""
         out: dict[str, torch.Tensor] = {}
@@ -548,18 +572,18 @@ class Reranker:
             if kind == "cross":
                 pairs = [[queries[int(i)], d] for i, d in zip(qidx, docs)]
                 s = np.asarray(model.predict(pairs, batch_size=batch_size), dtype=np.float32)
-                self.last_truncated += int(getattr(model, "last_truncated", 0))
+                self._calls.truncated += int(getattr(model, "last_truncated", 0))
                 if s.ndim != 1 or s.shape[0] != len(pairs):
-                    raise ValueError(f"Reranker: a cross-encoder must return one score per pair, shape "
+                    raise ValueError(f"{where}: a cross-encoder must return one score per pair, shape "
                                      f"[{len(pairs)}], got {s.shape}; num_labels must be 1")
                 for sig in sigs:  # the same cross-encoder may be given under several labels
                     out[sig.key] = torch.from_numpy(s)
                 continue
             names = [s.name for s in sigs]
-            qrep = _encode(model, kind, queries, True, batch_size, names)
-            self.last_truncated += int(getattr(model, "last_truncated", 0))
-            drep = _encode(model, kind, udocs, False, batch_size, names)
-            self.last_truncated += int(getattr(model, "last_truncated", 0))
+            qrep = _encode(model, kind, queries, True, batch_size, names, where)
+            self._calls.truncated += int(getattr(model, "last_truncated", 0))
+            drep = _encode(model, kind, udocs, False, batch_size, names, where)
+            self._calls.truncated += int(getattr(model, "last_truncated", 0))
             for s in sigs:
                 q, d = qrep[s.name], drep[s.name]
                 if len(udocs) != len(docs):
@@ -588,9 +612,9 @@ class Reranker:
                 f"fusion={self.fusion!r})")
 
 
-def _encode(model: Any, kind: str, texts: list[str], is_query: bool, batch_size: int, names: list[str]) -> dict[str, Any]:
+def _encode(model: Any, kind: str, texts: list[str], is_query: bool, batch_size: int, names: list[str],
+            where: str) -> dict[str, Any]:
     """Encode texts with one model into the containers each requested signal scores."""
-    where = "Reranker"
     if kind == "bgem3":
         res = model.encode(texts, batch_size=batch_size, return_dense="dense" in names,
                            return_sparse="sparse" in names, return_colbert_vecs="colbert" in names, as_containers=True)

@@ -282,3 +282,15 @@ def test_rerank_names_sparse_and_grad_items():
         compat.rerank([[1]], q, [[torch.randn(3, 4).to_sparse()]])
     with pytest.raises(ValueError, match=r"rerank: queries_embeddings\[0\] must not require grad"):
         compat.rerank([[1]], [torch.randn(2, 4, requires_grad=True)], [[torch.randn(3, 4)]])
+
+
+def test_dense_dot_scan_can_be_skipped_but_a_nan_score_still_raises():
+    d = torch.tensor([[1.0, float("inf")], [1.0, 1.0]])
+    assert fs.dense_dot(torch.tensor([[1.0, 1.0]]), d, check_finite=False)[0, 0] == float("inf")
+    with pytest.raises(ValueError, match=r"dense_dot: scores must not be NaN, got NaN for queries\[0\] x docs\[0\]"):
+        fs.dense_dot(torch.tensor([[1.0, 0.0]]), d, check_finite=False)  # 1 * 1 + 0 * inf
+    with pytest.raises(ValueError, match=r"blocked_topk: scores must not be NaN, got NaN for queries\[0\] x "
+                                         r"docs\[2\]"):  # named in the whole corpus, not in its block
+        blocked_topk(torch.tensor([[1.0, 0.0]]), torch.cat([d[1:], d[1:], d]), 1, max_memory=8, check_finite=False)
+    with pytest.raises(ValueError, match=r"dense_dot: docs must be finite"):
+        blocked_topk(torch.tensor([[1.0, 0.0]]), d, 1)

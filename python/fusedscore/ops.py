@@ -215,19 +215,28 @@ def sparse_dot(queries: Any, docs: Any, *, mode: str = "all", groups: Any = None
     return C.check_no_nan(out, where, qi)
 
 
-def dense_dot(queries: Any, docs: Any, *, mode: str = "all", groups: Any = None,
-              backend: str | None = None) -> torch.Tensor:
+def dense_dot(queries: Any, docs: Any, *, mode: str = "all", groups: Any = None, backend: str | None = None,
+              check_finite: bool = True) -> torch.Tensor:
     """Dense score ``out = <q, d>``.
 
     Args:
-        queries: [B, D] fp32|fp16|bf16 tensor or array.  docs: [N, D], same dtype and device. Both are
-            scanned for NaN/Inf (in blocks; one pass, cheap next to the product).
+        queries: [B, D] fp32|fp16|bf16 tensor or array.  docs: [N, D], same dtype and device.
+        check_finite: scan both for NaN/Inf first (one pass in bounded memory; as costly as the product itself
+            when B is 1). False for inputs known finite, e.g. a corpus scanned once (FDEIndex does this); a NaN
+            score is still refused.
     Returns:
         float32 [B, N] or [N].
     Raises:
         ValueError: shape mismatch, NaN/Inf input, a NaN score (float32 overflow).  TypeError: dtype or layout.
         MemoryError: the [B, N] scores cannot fit (use ``retrieval.blocked_topk``).
     """
+    return _dense_dot(queries, docs, mode, groups, backend, check_finite, True)
+
+
+def _dense_dot(queries: Any, docs: Any, mode: str, groups: Any, backend: str | None, check_finite: bool,
+               check_nan: bool) -> torch.Tensor:
+    """dense_dot; ``check_nan=False`` leaves NaN scores to a caller that checks them itself (blocked top-k names
+    the document by its index in the whole corpus, not in the block)."""
     where = "dense_dot"
     q = C.as_tensor(queries, where, "queries")
     d = C.as_tensor(docs, where, "docs")
@@ -244,14 +253,14 @@ def dense_dot(queries: Any, docs: Any, *, mode: str = "all", groups: Any = None,
     if q.shape[1] != d.shape[1]:
         raise ValueError(f"{where}: docs must have shape [N, D] with D={q.shape[1]} to match queries, got {tuple(d.shape)}")
     qi = _pairs_index(mode, groups, q.shape[0], d.shape[0], d.device, where)
-    # raw tensors were never validated by a container: a NaN/Inf input would come out as NaN scores
-    C.check_finite(q, where, "queries", hint=False)
-    C.check_finite(d, where, "docs", hint=False)
+    if check_finite:  # raw tensors were never validated by a container: NaN/Inf would come out as NaN scores
+        C.check_finite(q, where, "queries", hint=False)
+        C.check_finite(d, where, "docs", hint=False)
     impl = _dispatch.resolve("dense_dot", d.device, backend)
     out = _scores(lambda: impl.fn(q, d, qi), where, q.shape[0], d.shape[0], qi, d.device,
                   "use fusedscore.retrieval.blocked_topk(queries, docs, k) to keep the best k per query, or score "
                   "fewer queries or documents per call")
-    return C.check_no_nan(out, where, qi)
+    return C.check_no_nan(out, where, qi) if check_nan else out
 
 
 def topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

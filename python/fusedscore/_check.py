@@ -172,8 +172,9 @@ def available_memory(device: torch.device) -> int | None:
     """Bytes that a new allocation on ``device`` can take now, or None when it cannot be told (then only the
     allocator's own failure is caught). Linux reports overcommitted memory as allocatable, and the kernel
     kills the process when the pages are touched, so CPU outputs are checked against MemAvailable first."""
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type == "cuda":  # free on the device, plus what torch's caching allocator holds unused
+        free = torch.cuda.mem_get_info(device)[0]
+        return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
     if device.type != "cpu":
         return None
     avail = None

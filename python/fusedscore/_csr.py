@@ -58,8 +58,7 @@ def _weight(w: Any, where: str, row: int, term: Any) -> float:
     string that happens to parse (``float("0.5")``) nor a bool."""
     if isinstance(w, (float, int, np.floating, np.integer)) and not isinstance(w, (bool, np.bool_)):
         return float(w)
-    if isinstance(w, torch.Tensor) and w.dim() == 0 and (w.dtype.is_floating_point or not w.dtype.is_complex) \
-            and w.dtype != torch.bool:
+    if isinstance(w, torch.Tensor) and w.dim() == 0 and not w.dtype.is_complex and w.dtype != torch.bool:
         return float(w)
     if isinstance(w, np.ndarray) and w.ndim == 0 and w.dtype.kind in "fiu":
         return float(w)

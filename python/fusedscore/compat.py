@@ -343,8 +343,6 @@ def _sparse_form(x: Any) -> bool:
     return isinstance(x, SparseVectors) or _dicts(x) or (isinstance(x, torch.Tensor) and x.layout != torch.strided)
 
 
-
-
 def _multi_side(x: Any, mask: Any, where: str, arg: str) -> MultiVectors:
     """sentence-transformers' multi-vector inputs: [N, L, D] (+ mask [N, L]), a list of [L_i, D] (+ per-item
     masks), or a single [L, D] (+ mask [L]) scored as a batch of one."""

@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fusedscore import MultiVectors, maxsim_topk, reference
-from fusedscore.muvera import FDE, clustered_data, format_recall_table, recall_table
+from fusedscore.bench.recall import format_recall_table, recall_table
+from fusedscore.muvera import FDE, clustered_data
 from fusedscore.retrieval import FDEIndex, blocked_topk, retrieve
 
 from _tol import assert_scores_close, key_for

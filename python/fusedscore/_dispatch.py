@@ -318,3 +318,9 @@ def warmup(**kwargs: Any) -> int:
     if kernels is None:
         raise RuntimeError(f"warmup: fusedscore.kernels did not load ({_TRITON_ERR!r}); pip install triton")
     return kernels.warmup(**kwargs)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on ``device`` (GPU kernels run asynchronously; CPU ops have returned)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -24,20 +24,19 @@ Inputs are MultiVectors, lists of [L_i, D] arrays, or padded [N, L, D] tensors w
 row, zeros included, is encoded as a token.
 
 Defaults (``k_sim=4, dim_proj=16, r_reps=20``: 5,120 dimensions) and the recall they reach:
-``recall_table`` on the clustered synthetic set of ``clustered_data`` (200 documents of 20-60 tokens,
-D=32, 30 clusters, 50 queries of 8-16 noisy document tokens): Recall@10 of the FDE top-100 candidates
-against the exact MaxSim top-10 is 0.998, and of the FDE top-20 0.808 (random candidates: 0.50 and
-0.10; measured on CPU, seed 0; tests/test_muvera.py asserts a margin below). On real data (SciFact,
+``fusedscore.bench.recall.recall_table`` on the clustered synthetic set of ``clustered_data`` (200
+documents of 20-60 tokens, D=32, 30 clusters, 50 queries of 8-16 noisy document tokens): Recall@10 of
+the FDE top-100 candidates against the exact MaxSim top-10 is 0.998, and of the FDE top-20 0.808
+(random candidates: 0.50 and 0.10; measured on CPU, seed 0; tests/test_muvera.py asserts a margin below). On real data (SciFact,
 300 queries over a 2,207-document subset, all-MiniLM-L6-v2 token vectors, D=384) the defaults reach
 0.898 with 100 candidates and 0.958 with 200 (fill_empty=False: 0.905 / 0.963 there).
-``recall_table()`` prints the sweep over other settings.
+``fusedscore bench --cases muvera`` runs the sweep over other settings.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 import numpy as np
 import torch
@@ -45,7 +44,7 @@ import torch
 from . import _check as C
 from .containers import MultiVectors
 
-__all__ = ["FDE", "clustered_data", "recall_table", "format_recall_table"]
+__all__ = ["FDE", "clustered_data"]
 
 DEFAULT_ENCODE_MEMORY = 256 << 20  # bytes of per-token working set one encoding chunk may hold
 
@@ -265,7 +264,7 @@ def coerce_padded(x: Any, mask: Any, lengths: Any, where: str, arg: str) -> Mult
         raise type(e)(f"{where}: {arg}: {e}") from None
 
 
-# ---------------------------------------------------------------------------- recall harness
+# ---------------------------------------------------------------------------- synthetic data for recall checks
 def clustered_data(n_docs: int = 200, n_queries: int = 50, dim: int = 32, n_clusters: int = 30,
                    doc_len: tuple[int, int] = (20, 60), query_len: tuple[int, int] = (8, 16),
                    topics: tuple[int, int] = (2, 5), noise: float = 0.35, query_noise: float = 0.25,
@@ -299,58 +298,3 @@ def clustered_data(n_docs: int = 200, n_queries: int = 50, dim: int = 32, n_clus
         pick = torch.randperm(src.shape[0], generator=g)[:L]
         queries.append(_unit(src[pick] + query_noise * torch.randn(L, dim, generator=g) / math.sqrt(dim) * 3))
     return MultiVectors.from_list(queries), MultiVectors.from_list(docs)
-
-
-def recall_table(settings: Sequence[dict] | None = None, *, queries: MultiVectors | None = None,
-                 docs: MultiVectors | None = None, k: int = 10, candidates: Sequence[int] = (20, 100),
-                 reduce: str = "sum", seed: int = 0) -> list[dict]:
-    """Recall@k of FDE candidates against the exact MaxSim top-k, for several FDE settings.
-
-    Args:
-        settings: dicts of ``FDE`` keyword arguments (``dim`` is taken from the data); default: a sweep
-            around the defaults.
-        queries, docs: MultiVectors; default ``clustered_data(seed=seed)``.
-        k: size of the exact top-k (ground truth from ``fusedscore.maxsim_topk``).
-        candidates: FDE top-``c`` list sizes to score, one column each.
-    Returns:
-        one dict per setting: the FDE parameters, ``output_dim``, ``recall@k/c<C>`` per candidate count
-        (mean over queries of |exact top-k in FDE top-C| / k), ``encode_s`` (encoding both sides).
-    """
-    from .ops import maxsim_topk
-    from .retrieval import FDEIndex
-
-    if queries is None or docs is None:
-        queries, docs = clustered_data(seed=seed)
-    if settings is None:
-        settings = [dict(k_sim=ks, dim_proj=dp, r_reps=rr) for ks, dp, rr in
-                    [(3, 8, 10), (4, 8, 10), (4, 16, 10), (4, 16, 20), (5, 16, 20), (5, 32, 20)]]
-    kk = min(k, len(docs))
-    _, exact = maxsim_topk(queries, docs, kk, reduce=reduce)
-    rows = []
-    for st in settings:
-        fde = FDE(docs.dim, **st)
-        t0 = time.perf_counter()
-        index = FDEIndex(fde, docs)
-        qf = fde.encode_queries(queries)
-        if qf.is_cuda:  # kernels run asynchronously: wait for them before reading the clock
-            torch.cuda.synchronize(qf.device)
-        enc_s = time.perf_counter() - t0
-        row = {"k_sim": fde.k_sim, "dim_proj": fde.dim_proj, "r_reps": fde.r_reps, "fill_empty": fde.fill_empty,
-               "output_dim": fde.output_dim}
-        for c in candidates:
-            _, cand = index.candidates_from_fde(qf, c)
-            hit = (cand[:, :, None] == exact[:, None, :]).any(1).float().sum(1) / kk
-            row[f"recall@{k}/c{c}"] = round(float(hit.mean()), 4)
-        row["encode_s"] = round(enc_s, 4)
-        rows.append(row)
-    return rows
-
-
-def format_recall_table(rows: Sequence[dict]) -> str:
-    """Markdown table of ``recall_table`` rows."""
-    if not rows:
-        return ""
-    cols = list(rows[0].keys())
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows]
-    return "\n".join(lines)

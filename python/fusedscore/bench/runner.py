@@ -14,7 +14,7 @@ Document layout (``schema`` 1)::
                   "median_ms", "p20_ms", "p80_ms", "runs", "gflops", "gbps", "roofline_frac",
                   "fusedscore_speedup", "extrapolated_from", "check", "warnings"}],
      "muvera_recall": [{"name", "op", "describe", "device", "k", "candidates", "data": {...}, "random": {...},
-                       "rows": muvera.recall_table() rows, "seconds"}],
+                       "rows": recall.recall_table() rows, "seconds"}],
      "errors": [...], "notes": [...], "machine_end": measure_rates() again after the cases}
 
 A ``RecallCase`` (MUVERA recall, a quality check) times nothing: its entry goes to ``muvera_recall``, with
@@ -183,7 +183,8 @@ def _run_impl(impl: Impl, inp: Inputs, dev_kind: str, expected: tuple[torch.Tens
 
 def run_recall(case: RecallCase) -> dict[str, Any]:
     """The entry of one MUVERA recall case (see the module docstring); a failure is recorded in it."""
-    from ..muvera import clustered_data, recall_table
+    from ..muvera import clustered_data
+    from .recall import recall_table
 
     entry: dict[str, Any] = {"name": case.name, "op": case.op, "describe": case.describe(), "device": case.device,
                              "k": case.k, "candidates": list(case.candidates)}

@@ -17,7 +17,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fusedscore as fs
-import fusedscore._check as fs_check
 from fusedscore import _dispatch
 from fusedscore.containers import MultiVectors
 from fusedscore.reference import maxsim_ref
@@ -511,7 +510,7 @@ def test_all_pairs_output_that_cannot_fit_says_what_was_asked(monkeypatch):
                                           r"blocked_topk"):
         fs.dense_dot(torch.zeros(100_000, 0), torch.zeros(1_000_000, 0))
     # where the free memory cannot be told, the allocator's own failure is reported the same way
-    monkeypatch.setattr(fs_check, "available_memory", lambda device: None)
+    monkeypatch.setattr(_dispatch, "available_memory", lambda device: None)
     monkeypatch.setattr(_dispatch, "_out", lambda *a: torch.empty(2**62, dtype=torch.uint8))
     with pytest.raises(MemoryError, match=r"maxsim: the scores \[B, N\]=\(100000, 1000000\) need 372\.5 GiB of "
                                           r"float32, more than the allocator could give; use fusedscore.maxsim_topk"):

@@ -7,7 +7,7 @@ Wrong shape or value -> ValueError; wrong dtype or object type -> TypeError. Nev
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -155,43 +155,6 @@ def check_max_memory(max_memory: Any, where: str) -> int | None:
     return int(max_memory)
 
 
-def _cgroup_free() -> int | None:
-    """Bytes left under this process's cgroup v2 memory limit, or None without one."""
-    try:
-        with open("/sys/fs/cgroup/memory.max") as f:
-            limit = f.read().strip()
-        if limit == "max":
-            return None
-        with open("/sys/fs/cgroup/memory.current") as f:
-            return max(0, int(limit) - int(f.read().strip()))
-    except (OSError, ValueError):
-        return None
-
-
-def available_memory(device: torch.device) -> int | None:
-    """Bytes that a new allocation on ``device`` can take now, or None when it cannot be told (then only the
-    allocator's own failure is caught). Linux reports overcommitted memory as allocatable, and the kernel
-    kills the process when the pages are touched, so CPU outputs are checked against MemAvailable first."""
-    if device.type == "cuda":  # free on the device, plus what torch's caching allocator holds unused
-        free = torch.cuda.mem_get_info(device)[0]
-        return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
-    if device.type != "cpu":
-        return None
-    avail = None
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    avail = int(line.split()[1]) * 1024
-                    break
-    except (OSError, ValueError):
-        avail = None
-    cg = _cgroup_free()
-    if cg is not None:
-        avail = cg if avail is None else min(avail, cg)
-    return avail
-
-
 def _gib(n: float) -> str:
     return f"{n / 2**30:.1f} GiB" if n >= 2**28 else f"{n / 2**20:.1f} MiB" if n >= 2**18 else f"{int(n)} bytes"
 
@@ -203,13 +166,14 @@ def scores_too_large(where: str, shape: tuple[int, ...], avail: int | None, hint
     return MemoryError(f"{where}: the scores {dims}={shape} need {_gib(need)} of float32, {have}; {hint}")
 
 
-def check_scores_fit(where: str, shape: tuple[int, ...], device: torch.device, hint: str) -> None:
+def check_scores_fit(where: str, shape: tuple[int, ...], available: Callable[[], int | None], hint: str) -> None:
     """Refuse an output that cannot fit before allocating it (MemoryError naming the shape, the bytes and
-    ``hint``, the way around it)."""
+    ``hint``, the way around it). ``available()``: bytes free where the output goes, or None when unknown
+    (``_dispatch.available_memory``, asked only for outputs large enough to matter)."""
     need = 4 * math.prod(shape)
     if need < 1 << 26:  # below 64 MiB: not worth a /proc read per call
         return
-    avail = available_memory(device)
+    avail = available()
     if avail is not None and need > avail:
         raise scores_too_large(where, shape, avail, hint)
 

@@ -23,7 +23,7 @@ import importlib
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -120,6 +120,26 @@ def _scan_unread(q: MultiVectors, d: MultiVectorList, query_index: torch.Tensor 
     pairs = torch.nonzero(empty[query_index]).reshape(-1)
     docs = pairs if doc_index is None else doc_index[pairs]
     d.check_finite(torch.unique(docs).tolist())
+
+
+def reads_in_place(items: Sequence[Any], device: torch.device | None = None) -> bool:
+    """Whether a list of document items can be scored where each lies, unpacked: the native backend reads host
+    memory, so every item must be a numpy array or a CPU tensor (and the scoring ``device``, when given, the CPU).
+    Items elsewhere are packed for the backend of their device."""
+    if device is not None and device.type != "cpu":
+        return False
+    return all(isinstance(a, np.ndarray) or (isinstance(a, torch.Tensor) and a.device.type == "cpu") for a in items)
+
+
+def maxsim_docs(docs: Any, where: str, arg: str = "docs") -> MultiVectors | MultiVectorList:
+    """The documents of a MaxSim call: a non-empty list of host items stays a MultiVectorList (native scores
+    each item in place; the other backends pack it), a MultiVectorList is kept, anything else (a list of GPU
+    tensors included) is packed into a MultiVectors."""
+    if isinstance(docs, MultiVectorList):
+        return docs
+    if isinstance(docs, (list, tuple)) and docs and reads_in_place(docs):
+        return MultiVectorList.from_items(docs, where, arg)
+    return MultiVectors.coerce(docs, where, arg)
 
 
 def _packed(d: MultiVectors | MultiVectorList) -> MultiVectors:
@@ -318,6 +338,44 @@ def warmup(**kwargs: Any) -> int:
     if kernels is None:
         raise RuntimeError(f"warmup: fusedscore.kernels did not load ({_TRITON_ERR!r}); pip install triton")
     return kernels.warmup(**kwargs)
+
+
+# ----------------------------------------------------------------------------- device queries
+def _cgroup_free() -> int | None:
+    """Bytes left under this process's cgroup v2 memory limit, or None without one."""
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        if limit == "max":
+            return None
+        with open("/sys/fs/cgroup/memory.current") as f:
+            return max(0, int(limit) - int(f.read().strip()))
+    except (OSError, ValueError):
+        return None
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes that a new allocation on ``device`` can take now, or None when it cannot be told (then only the
+    allocator's own failure is caught). Linux reports overcommitted memory as allocatable, and the kernel
+    kills the process when the pages are touched, so CPU outputs are checked against MemAvailable first."""
+    if device.type == "cuda":  # free on the device, plus what torch's caching allocator holds unused
+        free = torch.cuda.mem_get_info(device)[0]
+        return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+    if device.type != "cpu":
+        return None
+    avail = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError):
+        avail = None
+    cg = _cgroup_free()
+    if cg is not None:
+        avail = cg if avail is None else min(avail, cg)
+    return avail
 
 
 def synchronize(device: torch.device) -> None:

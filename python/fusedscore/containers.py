@@ -301,20 +301,23 @@ def _check_items(arrays: Sequence[Any], where: str, arg: str, dtype: torch.dtype
 
 
 class MultiVectorList:
-    """Multi-vector items as they came: a list of ``[L_i, D]`` CPU tensors or arrays, left unpacked.
+    """Multi-vector items as they came: a list of ``[L_i, D]`` tensors or arrays, left unpacked.
 
-    ``fusedscore.maxsim`` takes a list of documents this way: the native backend reads each item where it
-    lies (no packed copy; NaN/Inf are looked for while the item is scored), every other backend packs it
-    first (``pack``: ``MultiVectors.from_list``, which checks finiteness). The kernel reads each item by its
-    address with item 0's D and dtype, so every item is checked here (a wrong one would be read out of bounds).
+    ``fusedscore.maxsim`` takes a list of host documents this way (``_dispatch.maxsim_docs`` decides which
+    lists stay unpacked): the native backend reads each item where it lies (no packed copy; NaN/Inf are looked
+    for while the item is scored), every other backend packs it first (``pack``: ``MultiVectors.from_list``,
+    which checks finiteness). The kernel reads each item by its address with item 0's D and dtype, so every
+    item is checked here (a wrong one would be read out of bounds). Items on another device than the CPU are
+    never handed to native: ``_dispatch`` runs it on CPU inputs only.
 
     Args:
-        items: N >= 1 [L_i, D] CPU tensors (or numpy arrays, shared) of one D and float dtype, each C-contiguous.
+        items: N >= 1 [L_i, D] tensors (or numpy arrays, shared) of one D, float dtype and device, each
+            C-contiguous.
         where, arg: the op and argument that errors name. groups: optional [B+1] offsets: item i is then named
             ``arg[b][i - groups[b]]`` (one list per query) instead of ``arg[i]``.
     Raises:
         TypeError: an item not a tensor/array, float dtypes that differ or are not fp32/fp16/bf16.
-        ValueError: no items, an item not 2-D, Ds that differ, a non-contiguous or non-CPU item.
+        ValueError: no items, an item not 2-D, Ds or devices that differ, a non-contiguous item.
     """
 
     __slots__ = ("items", "offsets", "where", "arg", "groups")
@@ -324,8 +327,6 @@ class MultiVectorList:
         if not checked:
             raise ValueError(f"{where}: {arg} must hold at least one [L_i, D] item, got 0")
         for i, t in enumerate(checked):
-            if t.device.type != "cpu":
-                raise ValueError(f"{where}: {arg}[{i}] must be on cpu (the kernel reads host memory), got {t.device}")
             if not t.is_contiguous():
                 raise ValueError(f"{where}: {arg}[{i}] must be C-contiguous, got strides {tuple(t.stride())}; call "
                                  ".contiguous()")
@@ -334,8 +335,9 @@ class MultiVectorList:
     @classmethod
     def _trusted(cls, items: list[torch.Tensor], where: str, arg: str, groups: Sequence[int] | None = None
                  ) -> "MultiVectorList":
-        """For callers that checked every item as the constructor does (2-D, one D and float dtype, C-contiguous,
-        on the CPU, no grad): ``maybe`` and ``fusedscore.rerank`` (whose 1,600-item lists it would check twice)."""
+        """For callers that checked every item as the constructor does (2-D, one D, float dtype and device,
+        C-contiguous, no grad): ``from_items`` and ``fusedscore.rerank`` (whose 1,600-item lists it would check
+        twice)."""
         out = cls.__new__(cls)
         out._set(items, where, arg, groups)
         return out
@@ -353,16 +355,12 @@ class MultiVectorList:
         return f"{self.arg}[{b}][{i - self.groups[b]}]"
 
     @classmethod
-    def maybe(cls, x: Any, where: str, arg: str) -> "MultiVectorList | None":
-        """A non-empty list of CPU items -> MultiVectorList (non-contiguous items are made contiguous, a copy of
-        that item only; a MultiVectorList is returned as it is); anything else -> None (the caller packs it)."""
-        if isinstance(x, cls):
-            return x
-        if not isinstance(x, (list, tuple)) or not x:
-            return None
-        if not all(isinstance(a, np.ndarray) or (isinstance(a, torch.Tensor) and a.device.type == "cpu") for a in x):
-            return None
-        items = _check_items(x, where, arg)  # and on the CPU, checked above: not checked twice
+    def from_items(cls, x: Sequence[Any], where: str, arg: str) -> "MultiVectorList":
+        """A non-empty list of items -> MultiVectorList, checked as the constructor checks them, except that a
+        non-contiguous item is made contiguous (a copy of that item only)."""
+        items = _check_items(x, where, arg)
+        if not items:
+            raise ValueError(f"{where}: {arg} must hold at least one [L_i, D] item, got 0")
         return cls._trusted([t if t.is_contiguous() else t.contiguous() for t in items], where, arg)
 
     def __len__(self) -> int:

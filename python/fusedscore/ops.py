@@ -126,10 +126,7 @@ def maxsim(queries: Any, docs: Any, *, mode: str = "all", groups: Any = None, re
     """
     where = "maxsim"
     q = MultiVectors.coerce(queries, where, "queries")
-    # a list of CPU documents stays unpacked: the native kernel reads each item in place (other backends pack it)
-    d = MultiVectorList.maybe(docs, where, "docs")
-    if d is None:
-        d = MultiVectors.coerce(docs, where, "docs")
+    d = _dispatch.maxsim_docs(docs, where, "docs")
     C.check_reduce(reduce, where)
     _check_pair(q, d, where)
     di = _doc_index(doc_index, mode, len(d), d.device, where)
@@ -149,7 +146,7 @@ def _scores(call: Any, where: str, nq: int, nd: int, query_index: torch.Tensor |
     overcommit it and kill the process on first touch), and an allocator failure is reported as what was asked."""
     if query_index is not None:
         return call()
-    C.check_scores_fit(where, (nq, nd), device, hint)
+    C.check_scores_fit(where, (nq, nd), lambda: _dispatch.available_memory(device), hint)
     try:
         return call()
     except (RuntimeError, MemoryError) as e:

@@ -10,11 +10,25 @@
 Importing this package imports transformers (seconds); ``import fusedscore`` alone does not.
 """
 
+from typing import Any
+
+from ._base import EncoderBase
+from ._formats import detect_format
 from .bgem3 import BGEM3
 from .colbert import ColBERT
 from .cross import CrossEncoder
 from .dense import DenseEncoder
-from ._formats import detect_format, load
 from .splade import Splade
 
 __all__ = ["BGEM3", "ColBERT", "CrossEncoder", "DenseEncoder", "Splade", "detect_format", "load"]
+
+# detect_format's answer -> the class that loads it (here, above the classes: they import _formats)
+_CLASSES = {"bgem3": BGEM3, "colbert": ColBERT, "splade": Splade, "dense": DenseEncoder, "cross": CrossEncoder}
+
+
+def load(path: Any, **kw: Any) -> EncoderBase:
+    """Load a local model directory with the encoder its format calls for (see ``detect_format``).
+
+    Keyword arguments go to that class's ``from_pretrained`` (device, dtype, max_length, ...).
+    """
+    return _CLASSES[detect_format(path)].from_pretrained(path, **kw)

@@ -1,4 +1,5 @@
-"""Directory formats: sentence-transformers ``modules.json`` parsing, Dense projection layers, and ``load``.
+"""Directory formats: sentence-transformers ``modules.json`` parsing, Dense projection layers, and
+``detect_format`` (``encoders.load`` maps its answer to an encoder class: the classes import this module).
 
 Format detection (``detect_format``), first match wins:
 
@@ -20,7 +21,7 @@ import torch
 
 from ._base import check_model_dir, describe_error, read_json, unreadable
 
-__all__ = ["detect_format", "load", "st_modules", "transformer_dir", "DenseLayer", "load_dense_layers",
+__all__ = ["detect_format", "st_modules", "transformer_dir", "DenseLayer", "load_dense_layers",
            "check_dense_chain", "activation_module"]
 
 
@@ -206,18 +207,3 @@ def detect_format(path: Any) -> str:
                      f"modules.json with Pooling/Dense/SpladePooling modules, and architectures {archs} is neither "
                      "*ForMaskedLM nor *ForSequenceClassification")
 
-
-def load(path: Any, **kw: Any):
-    """Load a local model directory with the encoder its format calls for (see ``detect_format``).
-
-    Keyword arguments go to that class's ``from_pretrained`` (device, dtype, max_length, ...).
-    """
-    from .bgem3 import BGEM3
-    from .colbert import ColBERT
-    from .cross import CrossEncoder
-    from .dense import DenseEncoder
-    from .splade import Splade
-
-    cls = {"bgem3": BGEM3, "colbert": ColBERT, "splade": Splade, "dense": DenseEncoder,
-           "cross": CrossEncoder}[detect_format(path)]
-    return cls.from_pretrained(path, **kw)

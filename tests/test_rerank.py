@@ -19,7 +19,8 @@ from _tol import assert_scores_close, key_for
 from fusedscore import MultiVectors, SparseVectors
 from fusedscore.reranker import Reranker, score_embeddings
 
-import fusedscore.reranker as rr
+import fusedscore.scoring as scoring  # the kernel calls of every scoring path go through it
+
 DIM = 8
 VOCAB = 50
 
@@ -138,8 +139,8 @@ def test_rerank_batch_each_model_kind(model, oracle):
 
 def test_rerank_batch_is_one_kernel_call_and_encodes_each_text_once(monkeypatch):
     calls = []
-    real = rr.maxsim
-    monkeypatch.setattr(rr, "maxsim", lambda *a, **k: calls.append(k) or real(*a, **k))
+    real = scoring.maxsim
+    monkeypatch.setattr(scoring, "maxsim", lambda *a, **k: calls.append(k) or real(*a, **k))
     model = ColBERT()
     docs = [DOCS[0] + [DOCS[0][0]], DOCS[1], DOCS[2]]  # a duplicate candidate
     res = Reranker(model).rerank_batch(QUERIES, docs)
@@ -153,8 +154,8 @@ def test_rerank_batch_is_one_kernel_call_and_encodes_each_text_once(monkeypatch)
 
 def test_memory_budget_chunks_give_the_same_results(monkeypatch):
     calls = []
-    real = rr.maxsim
-    monkeypatch.setattr(rr, "maxsim", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = scoring.maxsim
+    monkeypatch.setattr(scoring, "maxsim", lambda *a, **k: calls.append(1) or real(*a, **k))
     full = Reranker(ColBERT()).rerank_batch(QUERIES, DOCS)
     n_full = len(calls)
     small = Reranker(ColBERT(), max_memory=64).rerank_batch(QUERIES, DOCS)  # one query per chunk
@@ -186,6 +187,56 @@ def test_score_embeddings_sparse_and_dense():
         score_embeddings(qd, dd)
     with pytest.raises(TypeError, match="docs must be the same representation as queries"):
         score_embeddings(qd, ds, groups=[0, 3])
+
+
+# ----------------------------------------------------------------------------- model kinds
+class LateStub(ColBERT):
+    """A ColBERT by inheritance, under another name."""
+
+
+def _dense_named_colbert():
+    class DenseEncoder(ColBERT):  # the nearest encoder name in the MRO decides: dense
+        pass
+    return DenseEncoder()
+
+
+class LateDuck:  # no encoder name: encode's parameters tell the kind
+    def encode(self, texts, is_query, batch_size=32, as_containers=False): ...
+
+
+class SparseDuck:
+    def encode(self, texts, batch_size=32, is_query=False): ...
+
+
+class DenseDuck:
+    def encode(self, texts, batch_size=32): ...
+
+
+class M3Duck:
+    def encode(self, texts, batch_size=32, return_colbert_vecs=False): ...
+
+
+class PairDuck:
+    def predict(self, pairs, batch_size=32): ...
+
+
+@pytest.mark.parametrize("model, kind", [
+    (ColBERT(), "colbert"), (Splade(), "splade"), (DenseEncoder(), "dense"), (BGEM3(), "bgem3"),
+    (CrossEncoder(), "cross"), (LateStub(), "colbert"), (_dense_named_colbert(), "dense"), (LateDuck(), "colbert"),
+    (SparseDuck(), "splade"), (DenseDuck(), "dense"), (M3Duck(), "bgem3"), (PairDuck(), "cross"), (object(), None)],
+    ids=lambda x: x if isinstance(x, str) or x is None else type(x).__name__)
+def test_model_kind_by_nearest_encoder_name_then_by_signature(model, kind):
+    assert scoring.model_kind(model) == kind
+
+
+def test_reranker_refuses_a_representation_its_signal_does_not_score():
+    class DenseEncoder:  # token vectors [N, 2, D] under the dense signal: MaxSim would score them silently
+        def encode(self, texts, batch_size=32):
+            return torch.stack([_vecs(t, 2, "dense") for t in texts])
+
+    with pytest.raises(TypeError, match="^Reranker.rank: DenseEncoder must give Tensor for the dense signal, got "
+                                        "MultiVectors"):
+        Reranker(DenseEncoder()).rank("q", ["a", "b"])
 
 
 # ----------------------------------------------------------------------------- bad input

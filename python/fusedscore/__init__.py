@@ -10,7 +10,8 @@ from .containers import MultiVectors, SparseVectors
 from .muvera import FDE
 from .ops import (dense_dot, hybrid, maxsim, maxsim_topk, reciprocal_rank_fusion, sparse_dot, topk)
 from .retrieval import FDEIndex, retrieve
-from .reranker import Reranker, score_embeddings
+from .scoring import score_embeddings
+from .reranker import Reranker
 # `fusedscore.rerank` is PyLate's rank.rerank drop-in (a function); the Reranker class lives in fusedscore.reranker
 from .compat import (colbert_score, compute_lexical_matching_score, compute_score, rerank, similarity,
                      similarity_pairwise)

@@ -24,7 +24,7 @@ import torch
 from . import _check as C
 from .containers import MultiVectorList, MultiVectors, SparseVectors
 from .ops import dense_dot, maxsim, sparse_dot
-from .reranker import _as_rep, _take, default_max_memory, score_embeddings
+from .scoring import bgem3_pair_scores, score_embeddings
 
 __all__ = ["compute_score", "compute_lexical_matching_score", "colbert_score", "rerank", "similarity",
            "similarity_pairwise"]
@@ -88,48 +88,13 @@ def compute_score(model: Any, sentence_pairs: Any, batch_size: int | None = None
     bs = 256 if batch_size is None else batch_size
     qmax = 512 if max_query_length is None else max_query_length
     pmax = 512 if max_passage_length is None else max_passage_length
-
-    # Pairs grouped by query (a stable sort) and cut into chunks whose encoded passages fit the memory budget:
-    # FlagEmbedding holds one batch of pairs at a time; encoding every distinct passage of a large call at once
-    # (about pmax * D * 4 bytes of colbert vectors each) would not fit where the peer runs.
-    budget = max_memory or default_max_memory(getattr(model, "device", None))
-    per_passage = pmax * int(getattr(getattr(model, "colbert_linear", None), "out_features", 1024)) * 4 * 2
-    cap = max(bs, budget // max(1, per_passage))
-    q_of = {}
-    order = sorted(range(len(pairs)), key=lambda i: q_of.setdefault(pairs[i][0], len(q_of)))
-    scores = {m: torch.empty(len(pairs), dtype=torch.float32) for m in ("dense", "sparse", "colbert")}
-    for start in range(0, len(order), cap):
-        idx = order[start:start + cap]  # at most `cap` pairs, so at most `cap` distinct passages
-        for mode, val in _score_pair_chunk(model, [pairs[i] for i in idx], bs, qmax, pmax, max_memory).items():
-            scores[mode][torch.tensor(idx)] = val
+    scores = bgem3_pair_scores(model, pairs, batch_size=bs, max_query_length=qmax, max_passage_length=pmax,
+                               max_memory=max_memory)
     d, s, c = scores["dense"], scores["sparse"], scores["colbert"]
     scores["sparse+dense"] = (s * w[1] + d * w[0]) / (w[1] + w[0])
     scores["colbert+sparse+dense"] = (c * w[2] + s * w[1] + d * w[0]) / sum(w)
     result = {k: scores[k].tolist() for k in _SCORE_KEYS}
     return {k: v[0] for k, v in result.items()} if single else result
-
-
-def _score_pair_chunk(model: Any, pairs: list, bs: int, qmax: int, pmax: int, max_memory: int | None
-                      ) -> dict[str, torch.Tensor]:
-    """Dense, sparse and colbert scores of (query, passage) pairs sorted by query: each distinct text encoded
-    once, then one paired kernel call per mode."""
-    where = "compute_score"
-    qpos: dict[str, int] = {}
-    ppos: dict[str, int] = {}
-    qi = torch.tensor([qpos.setdefault(q, len(qpos)) for q, _ in pairs], dtype=torch.int64)
-    pi = torch.tensor([ppos.setdefault(p, len(ppos)) for _, p in pairs], dtype=torch.int64)
-    kw = dict(batch_size=bs, return_dense=True, return_sparse=True, return_colbert_vecs=True, as_containers=True)
-    qrep = model.encode(list(qpos), max_length=qmax, **kw)
-    prep = model.encode(list(ppos), max_length=pmax, **kw)
-    counts = torch.bincount(qi, minlength=len(qpos))
-    groups = torch.zeros(len(qpos) + 1, dtype=torch.int64)
-    torch.cumsum(counts, 0, out=groups[1:])
-    out = {}
-    for mode, key, reduce in (("dense", "dense_vecs", "sum"), ("sparse", "lexical_weights", "sum"),
-                              ("colbert", "colbert_vecs", "mean")):
-        q, p = _as_rep(qrep[key], where, key), _as_rep(prep[key], where, key)
-        out[mode] = score_embeddings(q, _take(p, pi), groups=groups, reduce=reduce, max_memory=max_memory).cpu()
-    return out
 
 
 def compute_lexical_matching_score(lexical_weights_1: Any, lexical_weights_2: Any) -> Any:

@@ -31,7 +31,6 @@ state in local variables. ``last_truncated`` is per thread. The learned embeddin
 
 from __future__ import annotations
 
-import inspect
 import os
 import threading
 import warnings
@@ -42,61 +41,20 @@ import numpy as np
 import torch
 
 from . import _check as C
-from .containers import MultiVectors, SparseVectors
-from .ops import dense_dot, hybrid, maxsim, reciprocal_rank_fusion, sparse_dot
+from .ops import hybrid, reciprocal_rank_fusion
+from .scoring import (KIND_SIGNALS, as_rep, bytes_per_item, default_max_memory, encode_signals, model_kind,
+                      score_embeddings, take)
 
+# score_embeddings and default_max_memory live in fusedscore.scoring; they stay importable from here
 __all__ = ["Reranker", "score_embeddings", "default_max_memory"]
 
 SIGNALS = ("dense", "sparse", "colbert", "cross")
 _FUSIONS = ("weighted", "rrf")
 _NORMS = ("none", "minmax", "zscore", "sigmoid")
-_BGEM3_KEYS = {"dense": "dense_vecs", "sparse": "lexical_weights", "colbert": "colbert_vecs"}
 _FIRST_GUESS_BYTES_PER_CHAR = 4 * 1024  # fp32 x 1024-dim vectors, one token per char: a safe over-estimate
 
 
-def default_max_memory(device: Any = None) -> int:
-    """Default working-set budget in bytes: a quarter of free GPU memory, else min(2 GiB, RAM / 8)."""
-    dev = torch.device(device) if device is not None else torch.device("cpu")
-    if dev.type == "cuda" and torch.cuda.is_available():
-        free, _ = torch.cuda.mem_get_info(dev)
-        return max(64 << 20, free // 4)
-    try:
-        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # not POSIX: no probe, use the fixed cap
-        ram = 16 << 30
-    return int(min(2 << 30, max(64 << 20, ram // 8)))
-
-
-# ----------------------------------------------------------------------------- model kinds
-def _model_kind(model: Any) -> str:
-    """'cross' | 'bgem3' | 'colbert' | 'splade' | 'dense', by class name first, then by method signature."""
-    names = {c.__name__ for c in type(model).__mro__}
-    for cls_name, kind in (("CrossEncoder", "cross"), ("BGEM3", "bgem3"), ("ColBERT", "colbert"),
-                           ("Splade", "splade"), ("DenseEncoder", "dense")):
-        if cls_name in names:
-            return kind
-    if callable(getattr(model, "predict", None)):
-        return "cross"
-    enc = getattr(model, "encode", None)
-    if callable(enc):
-        params = inspect.signature(enc).parameters
-        if "return_colbert_vecs" in params:
-            return "bgem3"
-        if "as_containers" in params and "is_query" in params:
-            return "colbert"
-        if "is_query" in params:
-            return "splade"
-        return "dense"
-    raise TypeError(f"Reranker: model_or_scorers must be a fusedscore encoder (CrossEncoder, ColBERT, Splade, "
-                    f"DenseEncoder, BGEM3), a model directory, or a dict of them, got {type(model).__name__}")
-
-
-_DEFAULT_MODE = {"cross": ("cross",), "bgem3": ("dense", "sparse", "colbert"), "colbert": ("colbert",),
-                 "splade": ("sparse",), "dense": ("dense",)}
-_ALLOWED = {"cross": {"cross"}, "bgem3": {"dense", "sparse", "colbert"}, "colbert": {"colbert"},
-            "splade": {"sparse"}, "dense": {"dense"}}
-
-
+# ----------------------------------------------------------------------------- modes and signals
 def _parse_mode(mode: Any, where: str) -> tuple[str, ...]:
     """"dense" | "sparse+dense" | ["colbert", "dense"] -> a tuple of signal names. A "+"-string lists
     signals in FlagEmbedding's weight order (dense, sparse, colbert), whatever order it is written in."""
@@ -132,116 +90,6 @@ def _check_cross_encoder(model: Any) -> None:
     if n is not None and int(n) != 1 and getattr(model, "label_index", None) is None:
         raise ValueError(f"Reranker: a cross-encoder must have num_labels == 1 to give one relevance score per "
                          f"pair, got num_labels={n}; load it with label_index=<column> to rank by one label")
-
-
-# ----------------------------------------------------------------------------- scoring precomputed embeddings
-def _as_rep(x: Any, where: str, arg: str) -> MultiVectors | SparseVectors | torch.Tensor:
-    if isinstance(x, (MultiVectors, SparseVectors)):
-        return x
-    if isinstance(x, (torch.Tensor, np.ndarray)):
-        if isinstance(x, torch.Tensor) and x.layout != torch.strided:
-            return SparseVectors.from_torch(x)
-        t = C.as_tensor(x, where, arg)
-        if t.dim() == 3:
-            return MultiVectors.from_padded(t)
-        C.check_ndim(t, 2, where, arg, "[N, D] (dense), [N, L, D] (multi-vector)")
-        return t
-    if hasattr(x, "tocsr"):
-        return SparseVectors.from_scipy(x)
-    if isinstance(x, (list, tuple)):
-        if x and isinstance(x[0], Mapping):
-            return SparseVectors.coerce(list(x), where, arg)
-        return MultiVectors.coerce(list(x), where, arg)
-    raise TypeError(f"{where}: {arg} must be a MultiVectors, SparseVectors, a dense [N, D] tensor, a list of "
-                    f"[L_i, D] arrays or a list of dicts, got {type(x).__name__}")
-
-
-def _pair_chunks(groups: torch.Tensor, bytes_per_doc: torch.Tensor, budget: int) -> list[tuple[int, int]]:
-    """Split queries into [start, end) ranges whose candidates' bytes stay within budget (>= 1 query each)."""
-    per_query = torch.zeros(len(groups) - 1, dtype=torch.float64)
-    if bytes_per_doc.numel():
-        cum = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(bytes_per_doc.double(), 0)])
-        per_query = cum[groups[1:]] - cum[groups[:-1]]
-    out, start, acc = [], 0, 0.0
-    for b, cost in enumerate(per_query.tolist()):
-        if b > start and acc + cost > budget:
-            out.append((start, b))
-            start, acc = b, 0.0
-        acc += cost
-    out.append((start, len(per_query)))
-    return out
-
-
-def _rep_bytes_per_doc(d: Any) -> torch.Tensor:
-    if isinstance(d, MultiVectors):
-        return d.lengths.cpu().double() * d.dim * d.values.element_size()
-    if isinstance(d, SparseVectors):
-        return d.lengths.cpu().double() * (4 + d.values.element_size())
-    return torch.full((d.shape[0],), float(d.shape[1] * d.element_size()), dtype=torch.float64)
-
-
-def _score_rep(q: Any, d: Any, groups: torch.Tensor, reduce: str, backend: str | None) -> torch.Tensor:
-    if isinstance(q, MultiVectors):
-        return maxsim(q, d, mode="pairs", groups=groups, reduce=reduce, backend=backend)
-    if isinstance(q, SparseVectors):
-        return sparse_dot(q, d, mode="pairs", groups=groups, backend=backend)
-    return dense_dot(q, d, mode="pairs", groups=groups, backend=backend)
-
-
-def score_embeddings(queries: Any, docs: Any, *, groups: Any = None, reduce: str = "sum",
-                     max_memory: int | None = None, backend: str | None = None) -> torch.Tensor:
-    """Score precomputed embeddings pairwise: query ``b`` against its candidates ``docs[groups[b]:groups[b+1]]``.
-
-    The representation picks the kernel: MultiVectors / a list of [L_i, D] arrays / a [N, L, D] tensor ->
-    MaxSim; SparseVectors / a list of {term: weight} dicts / scipy or torch sparse -> sparse dot; a [N, D]
-    tensor -> dense dot. One kernel call per chunk; chunks keep the candidates of a chunk within
-    ``max_memory`` bytes (default ``default_max_memory(device)``), so a batch that fits is one call.
-
-    Args:
-        queries: B queries.  docs: N candidates, same representation, dtype and device as queries.
-        groups: [B+1] int offsets (may be omitted when B == N: query b with doc b).
-        reduce: MaxSim only: "sum" (ColBERT/PyLate) or "mean" over query tokens (BGE-M3).
-    Returns:
-        [N] float32 scores aligned with docs. An empty multi-vector document scores -inf.
-    """
-    where = "score_embeddings"
-    q, d = _as_rep(queries, where, "queries"), _as_rep(docs, where, "docs")
-    if type(q) is not type(d):
-        raise TypeError(f"{where}: docs must be the same representation as queries ({type(q).__name__}), "
-                        f"got {type(d).__name__}")
-    nq, nd = (q.shape[0] if isinstance(q, torch.Tensor) else len(q)), (d.shape[0] if isinstance(d, torch.Tensor) else len(d))
-    if groups is None:
-        if nq != nd:
-            raise ValueError(f"{where}: groups must be given when len(queries)={nq} != len(docs)={nd}")
-        groups = torch.arange(nq + 1, dtype=torch.int64)
-    g = torch.as_tensor(groups, dtype=torch.int64).cpu()
-    if g.dim() != 1 or g.numel() != nq + 1:
-        raise ValueError(f"{where}: groups must have shape [B+1]=({nq + 1},), got {tuple(g.shape)}")
-    g = C.check_offsets(g, nd, where, "groups")
-    device = d.device
-    budget = max_memory or default_max_memory(device)
-    chunks = _pair_chunks(g, _rep_bytes_per_doc(d), budget)
-    if len(chunks) == 1:
-        return _score_rep(q, d, g, reduce, backend)
-    out = torch.empty(nd, dtype=torch.float32, device=device)
-    for s, e in chunks:
-        lo, hi = int(g[s]), int(g[e])
-        qs, ds = _range(q, s, e), _range(d, lo, hi)
-        out[lo:hi] = _score_rep(qs, ds, g[s:e + 1] - lo, reduce, backend)
-    return out
-
-
-def _range(x: Any, start: int, stop: int) -> Any:
-    """Items start..stop-1: a zero-copy view for MultiVectors (its tokens are the bulk), else a gather."""
-    if isinstance(x, MultiVectors):
-        return x.slice(start, stop)
-    return _take(x, torch.arange(start, stop))
-
-
-def _take(x: Any, idx: torch.Tensor) -> Any:
-    if isinstance(x, torch.Tensor):
-        return x[idx.to(x.device)]
-    return x.select(idx)
 
 
 # ----------------------------------------------------------------------------- result lists
@@ -396,11 +244,14 @@ class Reranker:
 
     @staticmethod
     def _model_signals(model: Any, mode: Any, reduce: str | None, where: str) -> list[_Signal]:
-        kind = _model_kind(model)
-        names = _parse_mode(mode, where) if mode is not None else _DEFAULT_MODE[kind]
-        bad = [n for n in names if n not in _ALLOWED[kind]]
+        kind = model_kind(model)
+        if kind is None:
+            raise TypeError(f"{where}: model_or_scorers must be a fusedscore encoder (CrossEncoder, ColBERT, Splade, "
+                            f"DenseEncoder, BGEM3), a model directory, or a dict of them, got {type(model).__name__}")
+        names = _parse_mode(mode, where) if mode is not None else KIND_SIGNALS[kind]
+        bad = [n for n in names if n not in KIND_SIGNALS[kind]]
         if bad:
-            raise ValueError(f"{where}: mode must be one of {sorted(_ALLOWED[kind])} for a {type(model).__name__}, "
+            raise ValueError(f"{where}: mode must be one of {sorted(KIND_SIGNALS[kind])} for a {type(model).__name__}, "
                              f"got {bad[0]!r}")
         if kind == "cross":
             _check_cross_encoder(model)
@@ -526,7 +377,7 @@ class Reranker:
                 raise ValueError(f"{where}: {name} must be a dict with one representation per signal {keys}, got {got}")
         flats, g = {}, None
         for s in self.signals:
-            q, d = _as_rep(queries[s.key], where, "queries"), _as_rep(docs[s.key], where, "docs")
+            q, d = as_rep(queries[s.key], where, "queries"), as_rep(docs[s.key], where, "docs")
             if self.device is not None:
                 q, d = q.to(self.device), d.to(self.device)
             nq = q.shape[0] if isinstance(q, torch.Tensor) else len(q)
@@ -580,18 +431,19 @@ class Reranker:
                     out[sig.key] = torch.from_numpy(s)
                 continue
             names = [s.name for s in sigs]
-            qrep = _encode(model, kind, queries, True, batch_size, names, where)
+            kw = dict(batch_size=batch_size, signals=names, where=where)
+            qrep = encode_signals(model, kind, queries, is_query=True, **kw)
             self._calls.truncated += int(getattr(model, "last_truncated", 0))
-            drep = _encode(model, kind, udocs, False, batch_size, names, where)
+            drep = encode_signals(model, kind, udocs, is_query=False, **kw)
             self._calls.truncated += int(getattr(model, "last_truncated", 0))
             for s in sigs:
                 q, d = qrep[s.name], drep[s.name]
                 if len(udocs) != len(docs):
-                    d = _take(d, didx)
+                    d = take(d, didx)
                 if self.device is not None:
                     q, d = q.to(self.device), d.to(self.device)
-                used += int(_rep_bytes_per_doc(d).sum())
-                out[s.key] = _score_rep(q, d, groups.to(d.device), s.reduce, None)
+                used += int(bytes_per_item(d).sum())
+                out[s.key] = score_embeddings(q, d, groups=groups, reduce=s.reduce, max_memory=self.max_memory)
         return out, used
 
     def _fuse(self, flats: dict[str, torch.Tensor], groups: list[int], where: str) -> torch.Tensor:
@@ -611,18 +463,3 @@ class Reranker:
         return (f"Reranker(signals={self.signal_keys}, weights={self.weights}, normalize={self.normalize!r}, "
                 f"fusion={self.fusion!r})")
 
-
-def _encode(model: Any, kind: str, texts: list[str], is_query: bool, batch_size: int, names: list[str],
-            where: str) -> dict[str, Any]:
-    """Encode texts with one model into the containers each requested signal scores."""
-    if kind == "bgem3":
-        res = model.encode(texts, batch_size=batch_size, return_dense="dense" in names,
-                           return_sparse="sparse" in names, return_colbert_vecs="colbert" in names, as_containers=True)
-        return {n: _as_rep(res[_BGEM3_KEYS[n]], where, _BGEM3_KEYS[n]) for n in names}
-    if kind == "colbert":
-        rep = model.encode(texts, is_query=is_query, batch_size=batch_size, as_containers=True)
-    elif kind == "splade":
-        rep = model.encode(texts, batch_size=batch_size, is_query=is_query)
-    else:
-        rep = model.encode(texts, batch_size=batch_size)
-    return {names[0]: _as_rep(rep, where, "embeddings")}

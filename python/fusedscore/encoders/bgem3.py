@@ -21,6 +21,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .. import compat
 from ..containers import MultiVectors, SparseVectors
 from ._base import (EncoderBase, check_batch_size, check_model_dir, check_texts, describe_error, load_hf, pad_batch,
                     resolve_device, unreadable)
@@ -210,20 +211,14 @@ class BGEM3(EncoderBase):
                       max_passage_length: int | None = None, weights_for_different_modes: Any = None,
                       max_memory: int | None = None) -> Any:
         """FlagEmbedding's ``BGEM3FlagModel.compute_score``: see ``fusedscore.compat.compute_score``."""
-        from ..compat import compute_score
-
-        return compute_score(self, sentence_pairs, batch_size=batch_size, max_query_length=max_query_length,
-                             max_passage_length=max_passage_length,
-                             weights_for_different_modes=weights_for_different_modes, max_memory=max_memory)
+        return compat.compute_score(self, sentence_pairs, batch_size=batch_size, max_query_length=max_query_length,
+                                    max_passage_length=max_passage_length,
+                                    weights_for_different_modes=weights_for_different_modes, max_memory=max_memory)
 
     def compute_lexical_matching_score(self, lexical_weights_1: Any, lexical_weights_2: Any) -> Any:
         """FlagEmbedding's helper: see ``fusedscore.compat.compute_lexical_matching_score``."""
-        from ..compat import compute_lexical_matching_score
-
-        return compute_lexical_matching_score(lexical_weights_1, lexical_weights_2)
+        return compat.compute_lexical_matching_score(lexical_weights_1, lexical_weights_2)
 
     def colbert_score(self, q_reps: Any, p_reps: Any) -> torch.Tensor:
         """FlagEmbedding's helper: see ``fusedscore.compat.colbert_score``."""
-        from ..compat import colbert_score
-
-        return colbert_score(q_reps, p_reps)
+        return compat.colbert_score(q_reps, p_reps)

@@ -16,7 +16,7 @@ from _tol import METRIC_ROUNDING, assert_scores_close, key_for
 from fusedscore import MultiVectors, SparseVectors
 from fusedscore.cli import main as cli_main
 from fusedscore.eval_data import DataError, load_dataset, read_run, write_run
-from fusedscore.evaluate import EvalError, EvalOptions, Evaluator, compute_metrics, format_table
+from fusedscore.evaluate import EvalError, EvalOptions, Evaluator, compute_metrics, encode, format_table
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -198,6 +198,26 @@ def test_run_and_rerank_modes(beir, tmp_path):
     assert row["mode"] == "rerank(sparse)"
     # sparse top-2 then dense order: q1 {d2, d1} -> d1, d2; q2 {d2, d3} -> d3, d2; q3 d4 first
     assert row["MRR@10"] == pytest.approx(DENSE_MRR, abs=METRIC_ROUNDING)
+
+
+class LateStub:
+    """A multi-vector encoder with ColBERT's encode contract (no encoder class name): one-hot word vectors."""
+
+    def encode(self, texts, is_query, batch_size=32, as_containers=False):
+        return TokenStub().encode_tokens(texts, batch_size=batch_size)
+
+
+def test_encode_tells_model_kinds_as_the_reranker_does():
+    # evaluate had its own rule (class names only, anything else "other"): a ColBERT-like stub was refused for
+    # the multi role, and a dense-only model for the sparse role failed inside encode on is_query
+    texts = ["alpha beta", "gamma"]
+    got = encode(LateStub(), "multi", texts, is_query=True)
+    ref = TokenStub().encode_tokens(texts)
+    assert torch.equal(got.offsets, ref.offsets) and torch.equal(got.values, ref.values)
+    with pytest.raises(EvalError, match="^eval: the sparse mode needs a sparse model \\(Splade or BGEM3\\), got DenseStub$"):
+        encode(DenseStub(), "sparse", texts, is_query=True)
+    with pytest.raises(EvalError, match="^eval: the dense mode needs a dense model .*, got TokenStub$"):
+        encode(TokenStub(), "dense", texts, is_query=True)
 
 
 def test_mode_errors(beir):
@@ -449,9 +469,8 @@ def test_cli_loads_each_model_directory_once(tmp_path, monkeypatch):
     assert loads == [Path(dense).resolve()]
     # the token encoder on the shared weights encodes as a ColBERT loaded from the directory (the old way) does
     from fusedscore.encoders import DenseEncoder
-    from fusedscore.evaluate import _token_encoder
 
-    shared = _token_encoder(DenseEncoder.from_pretrained(dense, device="cpu"))
+    shared = ColBERT.from_dense_encoder(DenseEncoder.from_pretrained(dense, device="cpu"))
     own = ColBERT.from_pretrained(dense, device="cpu", query_prefix="", document_prefix="", do_query_expansion=False,
                                   query_length=shared.query_length, document_length=shared.document_length)
     for is_query in (True, False):

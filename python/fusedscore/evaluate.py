@@ -39,6 +39,7 @@ from .eval_data import DataError, Dataset, Run, load_dataset, read_run, write_ru
 from .muvera import FDE
 from .ops import DEFAULT_MAX_MEMORY, dense_dot, hybrid, maxsim_topk, reciprocal_rank_fusion, sparse_dot
 from .retrieval import FDEIndex, blocked_topk
+from .scoring import KIND_SIGNALS, as_rep, encode_signals, model_kind
 
 __all__ = ["MODES", "MEASURES", "EvalError", "EvalOptions", "Evaluator", "compute_metrics", "encode", "format_table",
            "register", "main"]
@@ -107,56 +108,35 @@ def compute_metrics(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Ma
 
 
 # ---------------------------------------------------------------------------- encoders -> containers
-def _kind(model: Any) -> str:
-    names = {c.__name__ for c in type(model).__mro__}
-    for cls, kind in (("BGEM3", "bgem3"), ("ColBERT", "colbert"), ("Splade", "splade"), ("DenseEncoder", "dense"),
-                      ("CrossEncoder", "cross")):
-        if cls in names:
-            return kind
-    return "other"
+_ROLE_SIGNAL = {"dense": "dense", "sparse": "sparse", "multi": "colbert"}
+_ROLE_NEEDS = {"dense": "the dense mode needs a dense model (DenseEncoder or BGEM3)",
+               "sparse": "the sparse mode needs a sparse model (Splade or BGEM3)",
+               "multi": "the muvera/colbert modes need a multi-vector model (ColBERT, BGEM3, or one with encode_tokens)"}
 
 
 def encode(model: Any, role: str, texts: list[str], *, is_query: bool, batch_size: int = 32) -> Any:
     """Encode ``texts`` into the container a role scores: dense -> Tensor [N, D] float, sparse ->
-    SparseVectors, multi -> MultiVectors. Encoders follow ``fusedscore.encoders``' contract; a model
-    without a ColBERT head gives token vectors through ``encode_tokens(texts, batch_size=...)``.
+    SparseVectors, multi -> MultiVectors. Encoders follow ``fusedscore.encoders``' contract (the kind of a
+    model is ``scoring.model_kind``'s, as for a Reranker); a model without a ColBERT head gives token vectors
+    through ``encode_tokens(texts, batch_size=...)``.
 
     Raises:
         EvalError: the model cannot produce that representation.  TypeError: the encoder returned another type.
     """
-    kind = _kind(model)
-    if kind == "bgem3":
-        key = {"dense": "dense_vecs", "sparse": "lexical_weights", "multi": "colbert_vecs"}[role]
-        res = model.encode(texts, batch_size=batch_size, return_dense=role == "dense", return_sparse=role == "sparse",
-                           return_colbert_vecs=role == "multi", as_containers=True)
-        out = res[key]
-    elif role == "multi":
-        if kind == "colbert":
-            out = model.encode(texts, is_query=is_query, batch_size=batch_size, as_containers=True)
-        elif callable(getattr(model, "encode_tokens", None)):
-            out = model.encode_tokens(texts, batch_size=batch_size)
-        else:
-            raise EvalError(f"eval: the muvera/colbert modes need a multi-vector model (ColBERT, BGEM3, or one with "
-                            f"encode_tokens), got {type(model).__name__}")
-        if isinstance(out, (list, tuple)):
-            out = MultiVectors.from_list(list(out))
-    elif role == "sparse":
-        if kind not in ("splade", "other"):
-            raise EvalError(f"eval: the sparse mode needs a sparse model (Splade or BGEM3), got {type(model).__name__}")
-        out = model.encode(texts, batch_size=batch_size, is_query=is_query)
-    elif role == "dense":
-        if kind not in ("dense", "other"):
-            raise EvalError(f"eval: the dense mode needs a dense model (DenseEncoder or BGEM3), got {type(model).__name__}")
-        out = model.encode(texts, batch_size=batch_size)
-        if not isinstance(out, torch.Tensor):
-            out = torch.as_tensor(out)
-    else:
+    signal = _ROLE_SIGNAL.get(role)
+    if signal is None:
         raise ValueError(f"eval: role must be dense, sparse or multi, got {role!r}")
-    want = {"dense": torch.Tensor, "sparse": SparseVectors, "multi": MultiVectors}[role]
-    if not isinstance(out, want) or (role == "dense" and out.dim() != 2):
-        raise TypeError(f"eval: {type(model).__name__} must give {want.__name__} for the {role} role, got "
-                        f"{type(out).__name__}")
-    return out
+    kind = model_kind(model)
+    if signal in KIND_SIGNALS.get(kind, ()):
+        return encode_signals(model, kind, texts, is_query=is_query, batch_size=batch_size, signals=[signal],
+                              where="eval")[signal]
+    if role == "multi" and callable(getattr(model, "encode_tokens", None)):
+        out = as_rep(model.encode_tokens(texts, batch_size=batch_size), "eval", "encode_tokens")
+        if not isinstance(out, MultiVectors):
+            raise TypeError(f"eval: {type(model).__name__}.encode_tokens must give MultiVectors, got "
+                            f"{type(out).__name__}")
+        return out
+    raise EvalError(f"eval: {_ROLE_NEEDS[role]}, got {type(model).__name__}")
 
 
 def _cat(parts: list[Any]) -> Any:
@@ -538,7 +518,7 @@ def _load_models(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, st
     paths = {r: p for r, p in paths.items() if p}
     if not paths:
         return {}, {}
-    from .encoders import load  # transformers is heavy: import only when a model is asked for
+    from .encoders import ColBERT, load  # transformers is heavy: import only when a model is asked for
 
     kw = {k: v for k, v in (("device", args.device), ("max_length", args.max_length)) if v is not None}
     loaded: dict[Path, Any] = {}  # one load per directory, however many roles or spellings name it
@@ -549,25 +529,9 @@ def _load_models(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, st
         if key not in loaded:
             loaded[key] = load(p, **kw)
     models = {r: loaded[Path(p).resolve()] for r, p in paths.items()}
-    if "multi" in models and _kind(models["multi"]) == "dense":
-        models["multi"] = _token_encoder(models["multi"])
+    if "multi" in models and model_kind(models["multi"]) == "dense":  # a bi-encoder: its token vectors
+        models["multi"] = ColBERT.from_dense_encoder(models["multi"])
     return models, paths
-
-
-def _token_encoder(dense: Any) -> Any:
-    """A sentence-transformers bi-encoder used for its token vectors (a stand-in late-interaction model): a
-    ColBERT sharing its transformer, tokenizer and Dense modules (not a second load of the directory), without
-    prefixes or query expansion; queries keep up to 64 tokens, documents the bi-encoder's own limit."""
-    from .encoders import ColBERT
-    from .encoders._formats import check_dense_chain
-
-    limit = int(getattr(dense, "max_length", None) or 256)
-    layers = list(dense.dense_layers)
-    check_dense_chain(layers, int(dense.model.config.hidden_size), "eval: --multi-model")
-    cfg = {"query_prefix": "", "document_prefix": "", "do_query_expansion": False, "query_length": min(64, limit),
-           "document_length": limit}
-    return ColBERT(dense.model, dense.tokenizer, layers, cfg, do_lower_case=dense.do_lower_case, path=dense.path,
-                   device=dense.device, dtype=dense.dtype, max_length=None)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -596,7 +560,7 @@ def _main(args: argparse.Namespace) -> int:
     models, paths = _load_models(args)
     if not modes:
         if args.model:
-            modes = ["run", "rerank"] if args.run else _KIND_MODES.get(_kind(models["dense"]), ["dense"])
+            modes = ["run", "rerank"] if args.run else _KIND_MODES.get(model_kind(models["dense"]), ["dense"])
         elif args.run:
             modes = ["run"]
         else:

@@ -119,6 +119,24 @@ class ColBERT(EncoderBase):
         return cls(model, tokenizer, dense, cfg, do_lower_case=lower, path=p, device=device, dtype=dtype,
                    max_length=None)
 
+    @classmethod
+    def from_dense_encoder(cls, dense: Any) -> "ColBERT":
+        """A stand-in late-interaction model over a sentence-transformers bi-encoder's token vectors: a
+        ColBERT sharing the ``DenseEncoder``'s transformer, tokenizer and Dense modules (not a second load of
+        its directory), without prefixes or query expansion; queries keep up to 64 tokens, documents the
+        bi-encoder's own limit (256 when it has none). ``fusedscore eval --multi-model`` builds one.
+
+        Raises:
+            ValueError: a Dense module does not take the previous output's width.
+        """
+        limit = int(getattr(dense, "max_length", None) or 256)
+        layers = list(dense.dense_layers)
+        check_dense_chain(layers, int(dense.model.config.hidden_size), "ColBERT.from_dense_encoder")
+        cfg = {"query_prefix": "", "document_prefix": "", "do_query_expansion": False, "query_length": min(64, limit),
+               "document_length": limit}
+        return cls(dense.model, dense.tokenizer, layers, cfg, do_lower_case=dense.do_lower_case, path=dense.path,
+                   device=dense.device, dtype=dense.dtype, max_length=None)
+
     def to(self, device: Any) -> "ColBERT":
         super().to(device)
         self.dense_layers.to(self.device)

@@ -1,7 +1,8 @@
-"""Shared test helpers: devices, dtypes, readable ids, seeded random inputs."""
+"""Shared test helpers: devices, backends, dtypes, readable ids, seeded random inputs."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import torch
@@ -25,6 +26,43 @@ def get_devices() -> list[str]:
 
 
 DEVICES = get_devices()
+INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+# where each backend runs: native reads host memory; Triton runs CUDA tensors, and CPU tensors under the interpreter
+_BACKEND_DEVICES = {"native": ("cpu",), "reference": ("cpu", "cuda"), "triton": ("cpu", "cuda")}
+
+
+def _unavailable(backend: str, device: str) -> str | None:
+    """Why ``backend`` cannot run on ``device`` here, or None when it can."""
+    if device == "cuda" and not torch.cuda.is_available():
+        return "no CUDA device"
+    if device not in DEVICES:
+        return f"FUSEDSCORE_TEST_DEVICE pins {DEVICES}"
+    if backend == "native":
+        from fusedscore import _dispatch
+
+        if _dispatch.native_module() is None:
+            return f"native extension not built: {_dispatch._NATIVE_ERR!r}"
+    if backend == "triton":
+        if importlib.util.find_spec("triton") is None:
+            return "triton is not installed"
+        if device == "cpu" and not INTERPRET:
+            return "Triton runs CPU tensors only under TRITON_INTERPRET=1 (set when no GPU is present)"
+    return None
+
+
+def backend_params(*names: str) -> list:
+    """``(backend, device)`` parameters for every listed backend on every device it runs on, with readable ids
+    (``native-cpu``, ``triton-interpret``, ``triton-cuda``, ...). A pair this host cannot run skips with the
+    reason; it is never dropped, so a GPU run and a CPU run collect the same cases."""
+    out = []
+    for name in names or tuple(_BACKEND_DEVICES):
+        for dev in _BACKEND_DEVICES[name]:
+            why = _unavailable(name, dev)
+            tag = "interpret" if name == "triton" and dev == "cpu" else dev
+            out.append(pytest.param(name, dev, id=f"{name}-{tag}", marks=pytest.mark.skipif(why is not None,
+                                                                                         reason=why or "")))
+    return out
 
 
 def describe_dtype(dt: torch.dtype) -> str:

@@ -1,4 +1,4 @@
-"""topk, chunked maxsim_topk, hybrid fusion and reciprocal-rank fusion."""
+"""topk, hybrid fusion and reciprocal-rank fusion (maxsim_topk: tests/test_maxsim_topk.py)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,6 @@ from fusedscore import reference
 INF = float("inf")
 
 
-def _mv(lengths, dim, seed):
-    g = torch.Generator().manual_seed(seed)
-    return fs.MultiVectors.from_list([torch.randn(n, dim, generator=g) for n in lengths])
-
-
 def test_topk_matches_reference_and_clamps_k():
     s = torch.tensor([[0.1, 0.9, 0.5, 0.3], [2.0, -1.0, 0.0, 1.0]])
     v, i = fs.topk(s, 2)
@@ -23,6 +18,19 @@ def test_topk_matches_reference_and_clamps_k():
     assert torch.equal(v, rv) and torch.equal(i, ri)
     v, i = fs.topk(s, 10)  # k larger than N -> all of them, sorted
     assert v.shape == (2, 4) and i[1].tolist() == [0, 3, 2, 1]
+
+
+def test_topk_ties_rank_the_lower_index_first():
+    """The documented rule, at the k-th place too (torch.topk keeps an unspecified one of several tied there)."""
+    s = torch.tensor([[1.0, 2.0, 1.0, 2.0, -INF, 1.0], [0.0] * 6, [-INF] * 6])
+    v, i = fs.topk(s, 4)
+    assert i.tolist() == [[1, 3, 0, 2], [0, 1, 2, 3], [0, 1, 2, 3]]
+    assert v[0].tolist() == [2.0, 2.0, 1.0, 1.0]
+    g = torch.Generator().manual_seed(0)
+    s = torch.randint(0, 3, (5, 300), generator=g).float()  # ~100 ties per value and row
+    for k in (1, 40, 150, 300):
+        want = [sorted(range(300), key=lambda n: (-r[n], n))[:k] for r in s.tolist()]
+        assert fs.topk(s, k)[1].tolist() == want
 
 
 @pytest.mark.parametrize("k, exc, match", [(0, ValueError, "k must be > 0, got 0"), (-3, ValueError, "got -3"),
@@ -35,25 +43,6 @@ def test_topk_bad_k(k, exc, match):
 def test_topk_rejects_nan():
     with pytest.raises(ValueError, match="scores must not contain NaN"):
         fs.topk(torch.tensor([[1.0, float("nan")]]), 1)
-
-
-@pytest.mark.parametrize("max_memory", [4 * 3 * 5, 1 << 20])  # 5 docs per block vs one block
-def test_maxsim_topk_chunked_equals_full(max_memory):
-    q = _mv([3, 5, 1], 16, 0)
-    d = _mv([4, 0, 7, 1, 9, 2, 6, 3, 8, 5, 1, 2, 0, 7], 16, 1)
-    full = reference.maxsim_ref(q, d)
-    rv, ri = reference.topk_ref(full, 4)
-    v, i = fs.maxsim_topk(q, d, 4, max_memory=max_memory)
-    assert torch.allclose(v, rv, rtol=1e-5, atol=1e-6)
-    # indices equal except where scores tie; random data has no ties
-    assert torch.equal(i, ri)
-
-
-def test_maxsim_topk_k_above_corpus_and_empty_docs_last():
-    q = _mv([2], 8, 3)
-    d = _mv([0, 3, 0], 8, 4)
-    v, i = fs.maxsim_topk(q, d, 10)
-    assert i[0, 0].item() == 1 and torch.isinf(v[0, 1:]).all() and v.shape == (1, 3)
 
 
 # ----------------------------------------------------------------------------- hybrid

@@ -24,6 +24,7 @@ import torch
 
 from . import _check as C
 from . import _dispatch
+from ._blocks import topk_lowest_first
 from .containers import MultiVectorList, MultiVectors, SparseVectors
 
 __all__ = ["maxsim", "sparse_dot", "dense_dot", "topk", "maxsim_topk", "hybrid", "reciprocal_rank_fusion",
@@ -263,6 +264,8 @@ def _dense_dot(queries: Any, docs: Any, mode: str, groups: Any, backend: str | N
 def topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-row top-k of ``scores [B, N]`` without a full sort.
 
+    Ties: equal scores rank the lower index first (at the k-th place too: of several documents tied there, the
+    lowest are kept), as ``reference.topk_ref`` and ``maxsim_topk`` on every backend.
     Returns:
         (values [B, min(k, N)] float32, indices [B, min(k, N)] int64), best first. NaN never appears in
         scores produced by fusedscore; a caller's NaN is rejected.
@@ -275,7 +278,7 @@ def topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     if bool(torch.isnan(s).any()):
         raise ValueError(f"{where}: scores must not contain NaN, got {int(torch.isnan(s).sum())} NaN value(s)")
     kk = min(k, s.shape[1])
-    vals, idx = torch.topk(s, kk, dim=1, largest=True, sorted=True)
+    vals, idx = topk_lowest_first(s, kk)
     return vals.float(), idx
 
 
@@ -287,6 +290,16 @@ def maxsim_topk(queries: Any, docs: Any, k: int, *, reduce: str = "sum", max_mem
     each block's best k merge into the running best k, and a block is freed before the next is scored, so the
     scores held never exceed one block (plus the [B, k] best).
 
+    Ties: equal scores rank the lower document index first, on every backend and whatever the block size (of
+    several documents tied at the k-th place, the lowest are kept), as ``reference.topk_ref``.
+
+    Args:
+        queries: B queries: a MultiVectors, a list of [Lq_b, D] arrays, or an unpadded [B, Lq, D] tensor.
+        docs: N documents, same forms, same D, dtype and device as queries.
+        k: results per query (>= 1; clipped to N).
+        reduce: "sum" or "mean" over query tokens.
+        max_memory: bytes of scores one block may hold (default 1 GiB).
+        backend: force "native", "triton" or "reference" (default: by device).
     Returns:
         (values [B, min(k, N)] float32, indices [B, min(k, N)] int64 into docs), best first.
     Raises:

@@ -39,7 +39,8 @@ def blocked_topk(queries: torch.Tensor, docs: torch.Tensor, k: int, *, max_memor
         check_finite: scan the inputs for NaN/Inf (``dense_dot``'s check, block by block); a NaN score raises
             either way.
     Returns:
-        (scores [B, min(k, N)] float32, indices [B, min(k, N)] int64), best first.
+        (scores [B, min(k, N)] float32, indices [B, min(k, N)] int64), best first; equal scores rank the lower
+        document index first (``fusedscore.topk``'s rule).
     """
     where = "blocked_topk"
     k = C.check_k(k, where)

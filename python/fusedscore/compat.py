@@ -22,6 +22,8 @@ import numpy as np
 import torch
 
 from . import _check as C
+from ._budget import greedy_chunks
+from ._dispatch import reads_in_place
 from .containers import MultiVectorList, MultiVectors, SparseVectors
 from .ops import dense_dot, maxsim, sparse_dot
 from .scoring import bgem3_pair_scores, score_embeddings
@@ -198,7 +200,7 @@ def rerank(documents_ids: Sequence[Sequence[Any]], queries_embeddings: Any, docu
                                  f"queries_embeddings[0], got {tuple(t.shape)} {t.dtype}")
     q = MultiVectors.from_list(q_items)  # queries are small; documents are the bulk
     target = q.device if device is None else torch.device(device)
-    if target.type == "cpu" and all(t.device.type == "cpu" for t in d_items):
+    if reads_in_place(d_items, target):
         # one paired call over every query's candidates; the list is read in place, never packed (its items
         # were checked above, as MultiVectorList's constructor would: handed over as they are, not checked again)
         docs = MultiVectorList._trusted([t if t.is_contiguous() else t.contiguous() for t in d_items], where,
@@ -223,17 +225,11 @@ def _rerank_packed(q: MultiVectors, d_items: list[torch.Tensor], groups: list[in
     one large buffer on every call (packing 164 MB of lists went from 64 ms to 9 ms this way).
     """
     scores = torch.empty(groups[-1], dtype=torch.float32)
-    b0, nq = 0, len(q)
-    while b0 < nq:
-        b1, nbytes = b0 + 1, _nbytes(d_items[groups[b0]:groups[b0 + 1]])
-        while b1 < nq and nbytes + _nbytes(d_items[groups[b1]:groups[b1 + 1]]) <= _PACK_BYTES:
-            nbytes += _nbytes(d_items[groups[b1]:groups[b1 + 1]])
-            b1 += 1
+    for b0, b1 in greedy_chunks(lambda b: _nbytes(d_items[groups[b]:groups[b + 1]]), len(q), _PACK_BYTES):
         d = MultiVectors.from_list(d_items[groups[b0]:groups[b1]]).to(device)
         g = [x - groups[b0] for x in groups[b0:b1 + 1]]
         scores[groups[b0]:groups[b1]] = score_embeddings(q.slice(b0, b1), d, groups=g, reduce="sum",
                                                          max_memory=max_memory).cpu()
-        b0 = b1
     return scores
 
 

@@ -41,11 +41,12 @@ import numpy as np
 import torch
 
 from . import _check as C
+from ._budget import default_max_memory, greedy_chunks, resolve
 from .ops import hybrid, reciprocal_rank_fusion
-from .scoring import (KIND_SIGNALS, as_rep, bytes_per_item, default_max_memory, encode_signals, model_kind,
+from .scoring import (KIND_SIGNALS, as_rep, bytes_per_item, encode_signals, model_kind,
                       score_embeddings, take)
 
-# score_embeddings and default_max_memory live in fusedscore.scoring; they stay importable from here
+# score_embeddings (fusedscore.scoring) and default_max_memory (fusedscore._budget) stay importable from here
 __all__ = ["Reranker", "score_embeddings", "default_max_memory"]
 
 SIGNALS = ("dense", "sparse", "colbert", "cross")
@@ -162,7 +163,8 @@ class Reranker:
         fusion: "weighted" (weighted mean) or "rrf" (reciprocal-rank fusion with ``rrf_k``).
         missing: the normalised score a document missing from one signal takes (None: the query's worst).
         reduce: MaxSim reduction override, "sum" or "mean" (default: "mean" for BGE-M3, else "sum").
-        max_memory: bytes the embeddings of one chunk of pairs may take (default ``default_max_memory``).
+        max_memory: bytes the embeddings of one chunk of pairs may take (``fusedscore._budget``; None: the
+            device's default).
         device: where scoring runs (embeddings are moved there); default: where the encoder puts them.
     Attributes:
         last_truncated: how many texts (pairs, for a cross-encoder) the encoders truncated during the last
@@ -183,8 +185,7 @@ class Reranker:
             raise ValueError(f"{where}: fusion must be one of {_FUSIONS}, got {fusion!r}")
         if reduce is not None:
             C.check_reduce(reduce, where)
-        if max_memory is not None:
-            C.check_k(max_memory, where, "max_memory")
+        C.check_max_memory(max_memory, where)
         self.rrf_k = C.check_k(rrf_k, where, "rrf_k")
         self.normalize, self.fusion, self.missing, self.max_memory = normalize, fusion, missing, max_memory
         self.device = None
@@ -332,17 +333,13 @@ class Reranker:
             groups.append(groups[-1] + len(c))
         docs = [d for c in cands for d in c]
         per_signal: dict[str, list[torch.Tensor]] = {s.key: [] for s in self.signals}
-        budget = self.max_memory or default_max_memory(self._scoring_device())
+        budget = resolve(self.max_memory, where, self._scoring_device())
         self._calls.truncated = 0
-        start = 0
-        while start < len(queries):
-            end, acc = start, 0.0
-            while end < len(queries):  # greedy chunk of queries whose candidates fit the budget (>= 1 query)
-                cost = sum(len(d) + 1 for d in cands[end]) * self._bytes_per_char
-                if end > start and acc + cost > budget:
-                    break
-                acc += cost
-                end += 1
+
+        def cost(b: int) -> float:  # read when query b's chunk is cut: the estimate learnt from earlier chunks
+            return sum(len(d) + 1 for d in cands[b]) * self._bytes_per_char
+
+        for start, end in greedy_chunks(cost, len(queries), budget):
             lo, hi = groups[start], groups[end]
             g = torch.tensor(groups[start:end + 1], dtype=torch.int64) - lo
             scores, used = self._score_chunk(queries[start:end], docs[lo:hi], g, batch_size, where)
@@ -351,7 +348,6 @@ class Reranker:
                 self._bytes_per_char = max(1.0, used / chars)
             for k, v in scores.items():
                 per_signal[k].append(v.detach().float().cpu())
-            start = end
         flats = {k: torch.cat(v) if v else torch.zeros(0, dtype=torch.float32) for k, v in per_signal.items()}
         return self._fuse(flats, groups, where), groups
 

@@ -16,17 +16,17 @@ module above it.
 from __future__ import annotations
 
 import inspect
-import os
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from . import _check as C
+from ._budget import greedy_chunks, resolve
 from .containers import MultiVectors, SparseVectors
 from .ops import dense_dot, maxsim, sparse_dot
 
-__all__ = ["KIND_SIGNALS", "as_rep", "bgem3_pair_scores", "bytes_per_item", "default_max_memory", "encode_signals",
+__all__ = ["KIND_SIGNALS", "as_rep", "bgem3_pair_scores", "bytes_per_item", "encode_signals",
            "model_kind", "score_embeddings", "take"]
 
 # The signals each kind of model scores, the first listed the default of a Reranker (all three for BGE-M3).
@@ -36,19 +36,6 @@ _KIND_OF_CLASS = {"CrossEncoder": "cross", "BGEM3": "bgem3", "ColBERT": "colbert
                   "DenseEncoder": "dense"}
 _BGEM3_KEYS = {"dense": "dense_vecs", "sparse": "lexical_weights", "colbert": "colbert_vecs"}
 _REP_TYPES = {"dense": torch.Tensor, "sparse": SparseVectors, "colbert": MultiVectors}
-
-
-def default_max_memory(device: Any = None) -> int:
-    """Default working-set budget in bytes: a quarter of free GPU memory, else min(2 GiB, RAM / 8)."""
-    dev = torch.device(device) if device is not None else torch.device("cpu")
-    if dev.type == "cuda" and torch.cuda.is_available():
-        free, _ = torch.cuda.mem_get_info(dev)
-        return max(64 << 20, free // 4)
-    try:
-        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # not POSIX: no probe, use the fixed cap
-        ram = 16 << 30
-    return int(min(2 << 30, max(64 << 20, ram // 8)))
 
 
 # ----------------------------------------------------------------------------- representations
@@ -96,19 +83,13 @@ def bytes_per_item(x: Any) -> torch.Tensor:
 
 
 def _pair_chunks(groups: torch.Tensor, item_bytes: torch.Tensor, budget: int) -> list[tuple[int, int]]:
-    """Split queries into [start, end) ranges whose candidates' bytes stay within budget (>= 1 query each)."""
+    """Queries in [start, end) ranges whose candidates' bytes fit the budget (``_budget.greedy_chunks``)."""
     per_query = torch.zeros(len(groups) - 1, dtype=torch.float64)
     if item_bytes.numel():
         cum = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(item_bytes.double(), 0)])
         per_query = cum[groups[1:]] - cum[groups[:-1]]
-    out, start, acc = [], 0, 0.0
-    for b, cost in enumerate(per_query.tolist()):
-        if b > start and acc + cost > budget:
-            out.append((start, b))
-            start, acc = b, 0.0
-        acc += cost
-    out.append((start, len(per_query)))
-    return out
+    costs = per_query.tolist()
+    return list(greedy_chunks(costs.__getitem__, len(costs), budget)) or [(0, 0)]
 
 
 def _score_rep(q: Any, d: Any, groups: torch.Tensor, reduce: str, backend: str | None) -> torch.Tensor:
@@ -133,7 +114,7 @@ def score_embeddings(queries: Any, docs: Any, *, groups: Any = None, reduce: str
     The representation picks the kernel: MultiVectors / a list of [L_i, D] arrays / a [N, L, D] tensor ->
     MaxSim; SparseVectors / a list of {term: weight} dicts / scipy or torch sparse -> sparse dot; a [N, D]
     tensor -> dense dot. One kernel call per chunk; chunks keep the candidates of a chunk within
-    ``max_memory`` bytes (default ``default_max_memory(device)``), so a batch that fits is one call.
+    ``max_memory`` bytes (``fusedscore._budget``; None: the device's default), so a batch that fits is one call.
 
     Args:
         queries: B queries.  docs: N candidates, same representation, dtype and device as queries.
@@ -157,7 +138,7 @@ def score_embeddings(queries: Any, docs: Any, *, groups: Any = None, reduce: str
         raise ValueError(f"{where}: groups must have shape [B+1]=({nq + 1},), got {tuple(g.shape)}")
     g = C.check_offsets(g, nd, where, "groups")
     device = d.device
-    budget = max_memory or default_max_memory(device)
+    budget = resolve(max_memory, where, device)
     chunks = _pair_chunks(g, bytes_per_item(d), budget)
     if len(chunks) == 1:
         return _score_rep(q, d, g, reduce, backend)
@@ -251,15 +232,15 @@ def bgem3_pair_scores(model: Any, pairs: Sequence[Sequence[str]], *, batch_size:
     Returns:
         {"dense", "sparse", "colbert"} -> [len(pairs)] float32 on CPU, in input order.
     """
-    budget = max_memory or default_max_memory(getattr(model, "device", None))
+    budget = resolve(max_memory, "compute_score", getattr(model, "device", None))
     colbert_dim = int(getattr(getattr(model, "colbert_linear", None), "out_features", 1024))
-    per_passage = max_passage_length * colbert_dim * 4 * 2
-    cap = max(batch_size, budget // max(1, per_passage))
+    per_passage = max_passage_length * colbert_dim * 4 * 2  # each pair brings at most one distinct passage
     q_of: dict[str, int] = {}
     order = sorted(range(len(pairs)), key=lambda i: q_of.setdefault(pairs[i][0], len(q_of)))
     scores = {m: torch.empty(len(pairs), dtype=torch.float32) for m in ("dense", "sparse", "colbert")}
-    for start in range(0, len(order), cap):
-        idx = order[start:start + cap]  # at most `cap` pairs, so at most `cap` distinct passages
+    # a chunk holds one encode batch of pairs at least, as the peer does
+    for start, end in greedy_chunks(lambda i: per_passage, len(order), max(budget, batch_size * per_passage)):
+        idx = order[start:end]
         chunk = _pair_chunk_scores(model, [pairs[i] for i in idx], batch_size, max_query_length, max_passage_length,
                                    max_memory)
         for mode, val in chunk.items():

@@ -378,6 +378,19 @@ def available_memory(device: torch.device) -> int | None:
     return avail
 
 
+def default_max_memory(device: torch.device | str | None = None) -> int:
+    """The default memory budget (``fusedscore._budget``) for work on ``device``: a quarter of the free memory
+    of a GPU; on CPU min(2 GiB, RAM / 8). Never below 64 MiB."""
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    if dev.type == "cuda" and torch.cuda.is_available():
+        return max(64 << 20, torch.cuda.mem_get_info(dev)[0] // 4)
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: no probe, use the fixed cap
+        ram = 16 << 30
+    return int(min(2 << 30, max(64 << 20, ram // 8)))
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for the work queued on ``device`` (GPU kernels run asynchronously; CPU ops have returned)."""
     if device.type == "cuda":

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -365,7 +366,7 @@ def test_quiet_model_benchmarks_load_with_transformers_quiet(monkeypatch, argv):
 
     seen = []
 
-    def extra(module, flag, kwargs, say):
+    def extra(module, kwargs):
         seen.append((hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()))
         return []
 
@@ -377,10 +378,26 @@ def test_quiet_model_benchmarks_load_with_transformers_quiet(monkeypatch, argv):
     assert hf_logging.is_progress_bar_enabled() and hf_logging.get_verbosity() != logging.ERROR  # restored
 
 
-def test_missing_extra_benchmark_says_so():
-    said = []
-    assert bench_cli._extra("no_such_module", "--encoders", {}, said.append) is None
-    assert "not part of this installation" in said[0]
+def test_extra_benchmarks_get_the_options_they_take(monkeypatch):
+    # --only rerank --cases X: the rerank benchmark takes `cases` too (it ran every case)
+    from fusedscore.bench import rerank
+
+    got = []
+    monkeypatch.setattr(rerank, "run", lambda device, cases: got.append((device, cases)) or [])
+    assert bench_cli._extra("rerank", {"device": "cpu", "cases": ["cross"], "model_dir": "m"}) == []
+    assert got == [("cpu", ["cross"])]
+
+
+def test_the_package_ships_no_repo_only_benchmark():
+    # the Ray benchmark and pylate's child interpreter live in benchmarks/ (a checkout), not in the package
+    import fusedscore.bench as bench
+
+    root = Path(bench.__file__).parent
+    assert not (root / "ray_bench.py").exists() and not (root / "_pylate_child.py").exists()
+    # no module starts another interpreter (runner's subprocess runs git only)
+    found = [p.name for p in root.glob("*.py") if "FUSEDSCORE_PYLATE_ST_PATH" in p.read_text()
+             or "sys.executable" in p.read_text()]
+    assert found == []
 
 
 @needs_matplotlib

@@ -3,15 +3,13 @@
 One quick run (2 queries x 8 candidates, tiny random models, no time budget: warm-up + 3 timed calls per
 implementation); then, per case, every row must carry a ratio and scores that agree with the peer's. A
 case whose peer is not installed skips with its row's reason; a case the runner skipped (an ImportError in
-fusedscore itself, e.g. ``fusedscore.encoders``) fails. With ``FUSEDSCORE_PYLATE_ST_PATH`` set (a
-folder holding sentence-transformers 5.3, pylate 1.6's pin) the pylate row of ``colbert_e2e`` must come
-from pylate's own encoder in the child interpreter.
+fusedscore itself, e.g. ``fusedscore.encoders``) fails. pylate in a child interpreter (repo-only) is tested
+in test_bench_peers.py.
 """
 
 from __future__ import annotations
 
 import math
-import os
 
 import pytest
 
@@ -46,10 +44,38 @@ def test_rerank_bench_case(rows, case):
             f"{case}/{r['impl']}: scores differ from the peer's by {r['max_abs_diff']} (> {rerank.SCORE_ATOL})"
 
 
-def test_colbert_e2e_times_pylates_own_encoder(rows):
-    if not os.environ.get("FUSEDSCORE_PYLATE_ST_PATH"):
-        pytest.skip("FUSEDSCORE_PYLATE_ST_PATH (sentence-transformers 5.3 for pylate 1.6) is not set")
-    peer = [r for r in rows if r["name"] == "colbert_e2e"][-1]
-    if peer["impl"] != "pylate":
-        pytest.skip(f"colbert_e2e: {peer.get('note')}")
-    assert "child interpreter" in peer["note"] and "FALLBACK" not in peer["note"], peer["note"]
+def test_cases_choose_the_cases_that_run():
+    # `fusedscore bench --only rerank --cases X` passed its filter to a run() that had none: every case ran
+    rows = rerank.run(quick=True, n_queries=1, n_candidates=3, budget_s=0.0, cases=["colbert_scoring"])
+    assert {r["name"] for r in rows} == {"colbert_scoring"}
+
+
+def test_colbert_e2e_without_a_pylate_that_loads_times_fusedscore_alone(monkeypatch):
+    # pylate 1.6 under sentence-transformers 6 imports but cannot load models: the row says so (it timed
+    # pylate's rank.rerank on fusedscore's encodings and called that the peer)
+    def cannot_load(path, queries, cands, device, batch_size=64):
+        raise KeyError("word_embedding_dimension")
+
+    monkeypatch.setattr(rerank, "pylate_rerank_call", cannot_load)
+    rows = rerank.run(quick=True, n_queries=1, n_candidates=3, budget_s=0.0, cases=["colbert_e2e"])
+    assert [r["impl"] for r in rows] == ["fusedscore"] and rows[0]["ratio"] is None
+    assert rows[0]["note"].startswith("no peer: pylate cannot load the model with sentence-transformers ")
+
+
+def test_colbert_e2e_peer_runs_in_this_interpreter(monkeypatch):
+    # a stand-in for pylate (fusedscore's own reranker, ids renamed as pylate's): timed as the peer, scores agree
+    from fusedscore.encoders import ColBERT
+    from fusedscore.reranker import Reranker
+
+    def as_pylate(path, queries, cands, device, batch_size=64):
+        ours = Reranker(ColBERT.from_pretrained(str(path), device=device))
+
+        def call():
+            return [[{"id": r["corpus_id"], "score": r["score"]} for r in lst]
+                    for lst in ours.rerank_batch(queries, cands, batch_size=batch_size)]
+        return call, lambda out: rerank.scores_by_id(out, "id")
+
+    monkeypatch.setattr(rerank, "pylate_rerank_call", as_pylate)
+    rows = rerank.run(quick=True, n_queries=2, n_candidates=4, budget_s=0.0, cases=["colbert_e2e"])
+    assert [r["impl"] for r in rows] == ["fusedscore", "pylate"] and rows[1]["ratio"] == 1.0
+    assert rows[0]["scores_agree"] and rows[0]["max_abs_diff"] <= rerank.SCORE_ATOL

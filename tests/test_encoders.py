@@ -427,63 +427,6 @@ def test_gpu_autocast_close_to_fp32(dirs, dtype):
     assert torch.allclose(b["colbert_vecs"].values.cpu(), a["colbert_vecs"].values, atol=tol)
 
 
-def test_bench_encoders_rows(dirs):
-    from fusedscore.bench.encoders import mixed_texts, run
-
-    texts = mixed_texts(50)
-    assert texts == mixed_texts(50) and len({len(t.split()) for t in texts}) > 10  # seeded and mixed-length
-    rows = run(model_dir=str(dirs["dense"]), n_texts=6, batch_size=4, budget_s=0.05)
-    assert rows[0]["impl"] == "fusedscore" and rows[0]["name"] == "dense_encode"
-    for r in rows:
-        assert {"name", "impl", "median_s", "p20_s", "p80_s", "texts_per_s", "ratio_vs_peer"} <= set(r)
-        assert r["p20_s"] <= r["median_s"] <= r["p80_s"] and r["texts_per_s"] > 0
-    if len(rows) == 2:  # sentence-transformers installed: its row is the reference
-        assert rows[1]["ratio_vs_peer"] == 1.0
-        assert rows[0]["ratio_vs_peer"] == pytest.approx(rows[0]["texts_per_s"] / rows[1]["texts_per_s"])
-    cross = run(model_dir=str(dirs["cross"]), n_texts=6, batch_size=4, budget_s=0.05)
-    assert cross[0]["name"] == "cross_predict" and cross[0]["n_texts"] == 6 and cross[0]["status"] == "ok"
-    if len(cross) == 2:  # ST's CrossEncoder on the same pairs, raw logits on both sides
-        assert cross[0]["max_abs_diff"] <= cross[0]["agree_tol"] == 1e-4 and cross[0]["outputs_agree"] is True
-    with pytest.raises(ValueError, match=r"encoders.detect_format: cannot tell the format of .*1_Pooling"):
-        run(model_dir=str(dirs["dense"] / "1_Pooling"), n_texts=2)
-
-
-def test_bench_cli_only_encoders_skips_the_kernel_cases(dirs, tmp_path, capsys):
-    from fusedscore.bench import cli
-
-    out = tmp_path / "enc.json"
-    rc = cli.main(["--only", "encoders", "--encoder-model", str(dirs["splade"]), "--budget", "0.01", "--out", str(out)])
-    assert rc == 0
-    doc = json.loads(out.read_text())
-    assert "results" not in doc and [r["name"] for r in doc["encoders"]][0] == "splade_encode"
-    assert "splade_encode" in capsys.readouterr().out
-    assert cli.main(["--only", "encoders", "--record"]) == 2  # needs the kernel cases
-    assert "do not go with --only" in capsys.readouterr().err
-
-
-def test_bench_colbert_without_the_pylate_side_path_is_one_skipped_row(dirs, monkeypatch):
-    from fusedscore.bench import encoders as E
-
-    monkeypatch.delenv("FUSEDSCORE_PYLATE_ST_PATH", raising=False)
-    rows = E.run(model_dir=str(dirs["colbert"]), n_texts=4, budget_s=0.01)
-    assert len(rows) == 1 and rows[0]["status"] == "skipped" and rows[0]["impl"] == "pylate"
-    assert "FUSEDSCORE_PYLATE_ST_PATH" in rows[0]["note"] or "pylate not installed" in rows[0]["note"]
-
-
-def test_bench_output_comparison_catches_wrong_results():
-    from fusedscore.bench.encoders import _compare, mixed_pairs
-
-    a = [np.zeros((3, 4), np.float32), np.ones((2, 4), np.float32)]
-    assert _compare("colbert", a, [x.copy() for x in a]) == 0.0
-    assert _compare("colbert", a, [a[0], np.ones((3, 4), np.float32)]) == float("inf")  # a token too many
-    assert _compare("colbert", a, [a[0], a[1] + 1e-3]) == pytest.approx(1e-3, rel=1e-3)
-    lex = {"dense_vecs": np.zeros((1, 2)), "colbert_vecs": [np.zeros((1, 2))]}
-    assert _compare("bgem3", {**lex, "lexical_weights": [{"5": 0.5}]}, {**lex, "lexical_weights": [{"6": 0.25}]}) == 0.5
-    assert _compare("cross", np.array([0.5, 1.0]), np.array([0.5, 1.25])) == 0.25
-    pairs = mixed_pairs(20)
-    assert pairs == mixed_pairs(20) and all(isinstance(q, str) and isinstance(d, str) for q, d in pairs)
-
-
 # ----------------------------------------------------------------------------- very long texts (issue 11)
 # Each text is far past the first character cap, and each defeats a naive cut differently.
 LONG_TEXTS = [

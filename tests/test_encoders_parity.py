@@ -186,36 +186,6 @@ def test_colbert_single_string_matches_pylate(dirs, tmp_path):
         assert_close(got, ref, f"single str is_query={is_query}")
 
 
-def test_bench_colbert_case_runs_pylate_in_a_child(dirs):
-    """The bench's pylate child (driven one call at a time) returns pylate's vectors: they agree with ours."""
-    if not os.environ.get("FUSEDSCORE_PYLATE_ST_PATH"):
-        pytest.skip("FUSEDSCORE_PYLATE_ST_PATH (a folder with sentence-transformers 5.3, pylate's pin) is not set")
-    pytest.importorskip("pylate", reason="pylate (peer) not installed")
-    from fusedscore.bench.encoders import run
-
-    rows = run(model_dir=str(dirs["colbert"]), n_texts=12, batch_size=5, budget_s=0.01)
-    assert [r["impl"] for r in rows] == ["fusedscore", "pylate"], rows
-    assert all(r["status"] == "ok" and r["runs"] >= 3 for r in rows)
-    assert rows[0]["max_abs_diff"] <= 1e-4 and rows[0]["outputs_agree"] is True
-    assert rows[1]["note"].startswith("pylate 1.6") and rows[1]["ratio_vs_peer"] == 1.0
-
-
-def test_bench_colbert_case_reports_a_failing_child_in_its_row(dirs, tmp_path, monkeypatch):
-    """A side path without sentence-transformers 5.3: pylate fails to load under 6.x, and the row says so."""
-    pytest.importorskip("pylate", reason="pylate (peer) not installed")
-    import sentence_transformers
-
-    if int(sentence_transformers.__version__.split(".")[0]) < 6:
-        pytest.skip("pylate loads models under this sentence-transformers: the child would not fail")
-    from fusedscore.bench.encoders import run
-
-    monkeypatch.setenv("FUSEDSCORE_PYLATE_ST_PATH", str(tmp_path))  # an empty folder
-    rows = run(model_dir=str(dirs["colbert"]), n_texts=4, budget_s=0.01)
-    assert len(rows) == 1 and rows[0]["status"] == "error" and rows[0]["impl"] == "pylate"
-    assert rows[0]["note"].startswith("colbert_encode: the pylate child interpreter (FUSEDSCORE_PYLATE_ST_PATH) "
-                                      "exited with code 1:\n")
-
-
 def test_colbert_semantics_without_peer(dirs):
     """What pylate does, checked on our side alone (runs where pylate cannot): fixed query length,
     prefix after [CLS], skiplist drops punctuation in documents only, unit vectors."""

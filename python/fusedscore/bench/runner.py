@@ -38,7 +38,7 @@ import torch
 
 from .._dispatch import backend_info
 from .cases import Case, Inputs, RecallCase, make_inputs
-from . import maxsim, sparse_dot
+from . import dense_dot, maxsim, sparse_dot
 from .impls import Impl, Skip
 from .machine import describe_device, measure_rates, roofline_s, work
 from .timing import measure, thread_info
@@ -52,7 +52,7 @@ _DISTS = ("fusedscore", "torch", "numpy", "scipy", "triton", "transformers", "ma
 
 def all_impls() -> list[Impl]:
     """Every implementation the harness can time, per op, fusedscore first."""
-    return [*maxsim.IMPLS, *sparse_dot.IMPLS]
+    return [*maxsim.IMPLS, *sparse_dot.IMPLS, *dense_dot.IMPLS]
 
 
 def git_info() -> dict[str, Any]:

@@ -102,9 +102,9 @@ def run(model_dir: str | None = None, device: str = "cpu", rows: int | None = No
     Raises:
         RuntimeError: Ray Data is not installed (``pip install "fusedscore[ray]"``).
     """
-    from fusedscore.integrations.ray import _import_ray, rerank_dataset
+    from fusedscore.integrations.ray import import_ray, rerank_dataset
 
-    ray = _import_ray()
+    ray = import_ray()
     n_rows = rows if rows is not None else (32 if quick else 96)
     data = make_rows(n_rows, candidates)
     n_pairs = sum(len(r["candidates"]) for r in data)

@@ -337,10 +337,10 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     total = _count_lines(args.input)
     if args.ray is not None:  # the same job on a Ray cluster
-        from .integrations.ray import RayScorer, _import_ray
+        from .integrations.ray import RayScorer, import_ray
 
         try:
-            ray = _import_ray()
+            ray = import_ray()
         except RuntimeError as e:
             print(f"{_PROG}: error: --ray: {e}", file=sys.stderr)
             return 2

@@ -21,9 +21,10 @@ from typing import Any, Callable
 
 import torch
 
+from .. import ops
 from .cases import Inputs
 
-__all__ = ["Impl", "Prepared", "Skip", "as_f32_cpu"]
+__all__ = ["Impl", "NoModel", "Prepared", "Skip", "as_f32_cpu", "query_index", "require"]
 
 
 class Skip(Exception):
@@ -78,3 +79,25 @@ def as_f32_cpu(x: Any) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
         return x.detach().float().cpu()
     return torch.as_tensor(x).float()
+
+
+def query_index(inp: Inputs) -> torch.Tensor:
+    """[N] int64: the query of each document of a paired case (its ``groups`` expanded)."""
+    n_q = inp.q.shape[0] if isinstance(inp.q, torch.Tensor) else len(inp.q)
+    n_d = inp.d.shape[0] if isinstance(inp.d, torch.Tensor) else len(inp.d)
+    return ops.groups_to_query_index(inp.groups, n_q, n_d, "bench").to(inp.d.device)
+
+
+def require(module: str, pip_name: str) -> Any:
+    """Import a peer's module for a row, or Skip that row saying how to install the peer."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise Skip(f"{pip_name} not installed ({e}); pip install {pip_name}") from None
+
+
+class NoModel:
+    """Stands in for ``self`` when a peer's scoring method is called unbound: FlagEmbedding's colbert_score and
+    compute_lexical_matching_score never read their instance."""

@@ -25,13 +25,9 @@ import torch
 
 from .. import _dispatch, ops, reference
 from .cases import Inputs
-from .impls import Impl, Prepared, Skip, as_f32_cpu
+from .impls import Impl, NoModel, Prepared, Skip, as_f32_cpu, query_index, require
 
 _NEG_INF = float("-inf")
-
-
-def _query_index(inp: Inputs) -> torch.Tensor:
-    return ops.groups_to_query_index(inp.groups, len(inp.q), len(inp.d), "bench").to(inp.d.device)
 
 
 def _dispatch_name(device: torch.device) -> str:
@@ -55,7 +51,7 @@ def _fusedscore(inp: Inputs) -> Prepared:
 def _reference(inp: Inputs) -> Prepared:
     if inp.case.mode == "topk":
         raise Skip("the reference has no top-k variant (fusedscore.maxsim_topk is checked against maxsim_ref in tests)")
-    qi = _query_index(inp) if inp.groups is not None else None
+    qi = query_index(inp) if inp.groups is not None else None
     q, d = inp.q, inp.d
     return Prepared(lambda: reference.maxsim_ref(q, d, query_index=qi, upcast=False), as_f32_cpu,
                     note="maxsim_ref(upcast=False): padded einsum in the input dtype")
@@ -213,15 +209,6 @@ def _einsum_padded(inp: Inputs) -> Prepared:
 
 
 # ----------------------------------------------------------------------------- peers
-def _require(module: str, pip_name: str) -> Any:
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        raise Skip(f"{pip_name} not installed ({e}); pip install {pip_name}") from None
-
-
 def _fp32_only(inp: Inputs, who: str) -> None:
     if inp.case.dtype != "fp32":
         raise Skip(f"{who} takes fp32 numpy arrays only, case is {inp.case.dtype}")
@@ -235,7 +222,7 @@ def _no_topk(inp: Inputs, who: str) -> None:
 def _maxsim_cpu(inp: Inputs) -> Prepared:
     _no_topk(inp, "maxsim-cpu")
     _fp32_only(inp, "maxsim-cpu")
-    mc = _require("maxsim_cpu", "maxsim-cpu")
+    mc = require("maxsim_cpu", "maxsim-cpu")
     docs = inp.cached("d_numpy_list", lambda: [t.numpy() for t in inp.d.to_list()])
     qs = [inp.q[b].numpy() for b in range(len(inp.q))]
     f = mc.maxsim_scores_variable
@@ -253,7 +240,7 @@ def _maxsim_cpu(inp: Inputs) -> Prepared:
 
 def _pylate(inp: Inputs) -> Prepared:
     _no_topk(inp, "pylate")
-    colbert = _require("pylate.scores", "pylate")
+    colbert = require("pylate.scores", "pylate")
     dp, dm = _padded(inp)
     dmf = inp.cached("d_mask_float", lambda: dm.to(dp.dtype))
     qp = _q_padded(inp)
@@ -279,15 +266,11 @@ def _pylate(inp: Inputs) -> Prepared:
     return Prepared(run, as_f32_cpu, note=note)
 
 
-class _NoModel:
-    """Stands in for ``self``: FlagEmbedding's colbert_score never reads its instance."""
-
-
 def _flagembedding(inp: Inputs) -> Prepared:
     _no_topk(inp, "FlagEmbedding")
     _fp32_only(inp, "FlagEmbedding colbert_score")
-    m3 = _require("FlagEmbedding.inference.embedder.encoder_only.m3", "FlagEmbedding")
-    score = m3.M3Embedder.colbert_score.__get__(_NoModel())
+    m3 = require("FlagEmbedding.inference.embedder.encoder_only.m3", "FlagEmbedding")
+    score = m3.M3Embedder.colbert_score.__get__(NoModel())
     docs = inp.cached("d_numpy_list", lambda: [t.numpy() for t in inp.d.to_list()])
     qs = [inp.q[b].numpy() for b in range(len(inp.q))]
     lq = inp.q.lengths.double()
@@ -298,7 +281,7 @@ def _flagembedding(inp: Inputs) -> Prepared:
         def to_scores(r: Any) -> torch.Tensor:
             return (r.double() * lq[:, None]).float()  # its mean over query tokens, back to a sum
     else:
-        qi = [int(x) for x in _query_index(inp)]
+        qi = [int(x) for x in query_index(inp)]
 
         def run() -> Any:
             return torch.tensor([float(score(qs[b], docs[n])) for n, b in enumerate(qi)])
@@ -311,12 +294,12 @@ def _flagembedding(inp: Inputs) -> Prepared:
 
 def _sentence_transformers(inp: Inputs) -> Prepared:
     _no_topk(inp, "sentence-transformers")
-    util = _require("sentence_transformers.util", "sentence-transformers")
+    util = require("sentence_transformers.util", "sentence-transformers")
     docs = inp.cached("d_list", lambda: inp.d.to_list())
     qs = [inp.q[b] for b in range(len(inp.q))]
     if inp.groups is None:
         return Prepared(lambda: util.maxsim(qs, docs), as_f32_cpu, note="util.maxsim on lists of [L, D] tensors")
-    qrep = [qs[int(b)] for b in _query_index(inp)]
+    qrep = [qs[int(b)] for b in query_index(inp)]
     return Prepared(lambda: util.maxsim_pairwise(qrep, docs), as_f32_cpu,
                     note="util.maxsim_pairwise on lists of [L, D] tensors")
 
@@ -325,7 +308,7 @@ def _flash_maxsim(inp: Inputs) -> Prepared:
     _no_topk(inp, "flash-maxsim")
     if inp.case.dtype != "fp16":
         raise Skip(f"flash-maxsim computes in fp16 (it would cast {inp.case.dtype} inputs on every call)")
-    fm = _require("flash_maxsim", "flash-maxsim")
+    fm = require("flash_maxsim", "flash-maxsim")
     q, d = inp.q, inp.d
     qs = [q[b] for b in range(len(q))]
     if inp.groups is None:
@@ -350,7 +333,7 @@ def _lik(inp: Inputs) -> Prepared:
     """Its packed (ragged) entry points, which take our layout as it is: ``maxsim_varlen`` for all-pairs,
     ``score_pairs_packed`` for (query, candidate) pairs."""
     _no_topk(inp, "late-interaction-kernels")
-    lik = _require("late_interaction_kernels", "late-interaction-kernels")
+    lik = require("late_interaction_kernels", "late-interaction-kernels")
     q, d = inp.q, inp.d
     cq, cd = q.offsets.to(torch.int32), d.offsets.to(torch.int32)
     mq, md = q.max_length, d.max_length
@@ -360,7 +343,7 @@ def _lik(inp: Inputs) -> Prepared:
                 return lik.maxsim_varlen(q.values, d.values, cq, cd, mq, md)
 
         return Prepared(run, as_f32_cpu, note="maxsim_varlen on the packed tokens")
-    pq = _query_index(inp).to(torch.int32)
+    pq = query_index(inp).to(torch.int32)
     pd = torch.arange(len(d), dtype=torch.int32, device=d.device)
     from late_interaction_kernels.score_pairs import score_pairs_packed
 

@@ -20,8 +20,8 @@ import torch
 
 from .. import _dispatch, ops, reference
 from .cases import Inputs
-from .impls import Impl, Prepared, Skip, as_f32_cpu
-from .maxsim import _NoModel, _query_index, _require, fallback_limit
+from .impls import Impl, NoModel, Prepared, Skip, as_f32_cpu, query_index, require
+from .maxsim import fallback_limit
 
 
 def _fusedscore(inp: Inputs) -> Prepared:
@@ -32,7 +32,7 @@ def _fusedscore(inp: Inputs) -> Prepared:
 
 
 def _reference(inp: Inputs) -> Prepared:
-    qi = _query_index(inp) if inp.groups is not None else None
+    qi = query_index(inp) if inp.groups is not None else None
     q, d = inp.q, inp.d
     return Prepared(lambda: reference.sparse_dot_ref(q, d, query_index=qi, upcast=False), as_f32_cpu,
                     note="sparse_dot_ref(upcast=False): dense rows, matmul")
@@ -47,7 +47,7 @@ def _scipy(inp: Inputs) -> Prepared:
     _all_pairs_only(inp, "scipy-csr")
     if inp.d.device.type != "cpu":
         raise Skip("scipy runs on CPU")
-    sp = _require("scipy.sparse", "scipy")
+    sp = require("scipy.sparse", "scipy")
 
     def csr(x: Any) -> Any:
         return sp.csr_matrix((x.values.numpy(), x.indices.numpy(), x.offsets.numpy()), shape=(len(x), x.vocab_size))
@@ -74,7 +74,7 @@ def _torch_sparse(inp: Inputs) -> Prepared:
 
 def _sentence_transformers(inp: Inputs) -> Prepared:
     _all_pairs_only(inp, "sentence-transformers")
-    st_sim = _require("sentence_transformers.util.similarity", "sentence-transformers")
+    st_sim = require("sentence_transformers.util.similarity", "sentence-transformers")
     dot = st_sim.SimilarityFunction.to_similarity_fn("dot")  # what SparseEncoder.similarity calls
     qc = inp.cached("q_coo", lambda: _coo(inp.q))
     dc = inp.cached("d_coo", lambda: _coo(inp.d))
@@ -83,8 +83,8 @@ def _sentence_transformers(inp: Inputs) -> Prepared:
 
 
 def _flagembedding(inp: Inputs) -> Prepared:
-    m3 = _require("FlagEmbedding.inference.embedder.encoder_only.m3", "FlagEmbedding")
-    score = m3.M3Embedder.compute_lexical_matching_score.__get__(_NoModel())
+    m3 = require("FlagEmbedding.inference.embedder.encoder_only.m3", "FlagEmbedding")
+    score = m3.M3Embedder.compute_lexical_matching_score.__get__(NoModel())
 
     def dicts(x: Any) -> list[dict[str, float]]:
         return [{str(k): v for k, v in row.items()} for row in x.to_dicts()]
@@ -93,7 +93,7 @@ def _flagembedding(inp: Inputs) -> Prepared:
     dd = inp.cached("d_str_dicts", lambda: dicts(inp.d))
     if inp.groups is None:
         return Prepared(lambda: score(qd, dd), as_f32_cpu, note="compute_lexical_matching_score on lists of dicts")
-    qi = [int(x) for x in _query_index(inp)]
+    qi = [int(x) for x in query_index(inp)]
     return Prepared(lambda: torch.tensor([float(score(qd[b], dd[n])) for n, b in enumerate(qi)]), as_f32_cpu,
                     note="compute_lexical_matching_score per (query, doc) pair")
 

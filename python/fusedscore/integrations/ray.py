@@ -40,13 +40,13 @@ import numpy as np
 
 from ..rows import BadLine, SetupError, load_model, parse_row, rerank_rows, score_lines
 
-__all__ = ["RerankPredictor", "rerank_dataset", "RayScorer"]
+__all__ = ["RerankPredictor", "rerank_dataset", "RayScorer", "import_ray"]
 
 _LIST_COLUMNS = ("candidates", "documents")
 _BATCH_FORMATS = ("numpy", "pandas")
 
 
-def _import_ray() -> Any:
+def import_ray() -> Any:
     """``import ray`` (with Ray Data), or a RuntimeError saying how to install it."""
     try:
         import ray
@@ -222,7 +222,7 @@ def rerank_dataset(ds: Any, model_dir: str, *, mode: Any = None, top_k: int | No
     from .. import _check as C
 
     where = "rerank_dataset"
-    ray = _import_ray()
+    ray = import_ray()
     if not isinstance(ds, ray.data.Dataset):
         raise TypeError(f"{where}: ds must be a ray.data.Dataset, got {type(ds).__name__}")
     if batch_format not in _BATCH_FORMATS:
@@ -273,7 +273,7 @@ class RayScorer:
     """The scorer of ``fusedscore rerank --ray`` (the interface of ``cli_rerank``'s local one).
 
     Args:
-        ray: the ``ray`` module (``_import_ray()``).
+        ray: the ``ray`` module (``import_ray()``).
         model_dir: model directory readable on every worker node.
         n_batches: batches in the job: no more workers start than there are batches.
         address: the cluster to join (``ray.init(address=)``); None starts a new local one. Unused when this

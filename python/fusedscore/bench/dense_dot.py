@@ -13,15 +13,9 @@ A case of this op holds plain tensors: ``Inputs.q`` [B, D], ``Inputs.d`` [N, D] 
 
 from __future__ import annotations
 
-import torch
-
 from .. import _dispatch, ops, reference
 from .cases import Inputs
-from .impls import Impl, Prepared, Skip, as_f32_cpu
-
-
-def _query_index(inp: Inputs) -> torch.Tensor:
-    return ops.groups_to_query_index(inp.groups, inp.q.shape[0], inp.d.shape[0], "bench").to(inp.d.device)
+from .impls import Impl, Prepared, Skip, as_f32_cpu, query_index
 
 
 def _fusedscore(inp: Inputs) -> Prepared:
@@ -32,7 +26,7 @@ def _fusedscore(inp: Inputs) -> Prepared:
 
 
 def _reference(inp: Inputs) -> Prepared:
-    qi = _query_index(inp) if inp.groups is not None else None
+    qi = query_index(inp) if inp.groups is not None else None
     q, d = inp.q, inp.d
     return Prepared(lambda: reference.dense_dot_ref(q, d, query_index=qi, upcast=False), as_f32_cpu,
                     note="dense_dot_ref(upcast=False)")

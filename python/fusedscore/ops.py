@@ -24,11 +24,11 @@ import torch
 
 from . import _check as C
 from . import _dispatch
-from ._blocks import topk_lowest_first
+from ._blocks import topk_lowest_first, topk_over_blocks
 from .containers import MultiVectorList, MultiVectors, SparseVectors
 
-__all__ = ["maxsim", "sparse_dot", "dense_dot", "topk", "maxsim_topk", "hybrid", "reciprocal_rank_fusion",
-           "groups_to_query_index"]
+__all__ = ["maxsim", "sparse_dot", "dense_dot", "topk", "maxsim_topk", "blocked_topk", "hybrid",
+           "reciprocal_rank_fusion", "groups_to_query_index"]
 
 DEFAULT_MAX_MEMORY = 1 << 30  # bytes of scores a chunked op keeps at once
 
@@ -259,6 +259,28 @@ def _dense_dot(queries: Any, docs: Any, mode: str, groups: Any, backend: str | N
                   "use fusedscore.retrieval.blocked_topk(queries, docs, k) to keep the best k per query, or score "
                   "fewer queries or documents per call")
     return C.check_no_nan(out, where, qi) if check_nan else out
+
+
+def blocked_topk(queries: torch.Tensor, docs: torch.Tensor, k: int, *, max_memory: int | None = None,
+                 backend: str | None = None, check_finite: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k of the dense scores ``queries @ docs.T`` without holding more than a block of them.
+
+    Args:
+        queries: [B, D] fp32|fp16|bf16.  docs: [N, D], same dtype and device.
+        k: results per query (clipped to N).
+        max_memory: bytes of scores per block (default ``ops.DEFAULT_MAX_MEMORY``).
+        check_finite: scan the inputs for NaN/Inf (``dense_dot``'s check, block by block); a NaN score raises
+            either way.
+    Returns:
+        (scores [B, min(k, N)] float32, indices [B, min(k, N)] int64), best first; equal scores rank the lower
+        document index first (``topk``'s rule).
+    """
+    where = "blocked_topk"
+    k = C.check_k(k, where)
+    max_memory = C.check_max_memory(max_memory, where) or DEFAULT_MAX_MEMORY
+    # each block's NaN check is topk_over_blocks', which names the document by its index in docs
+    return topk_over_blocks(lambda s, e: _dense_dot(queries, docs[s:e], "all", None, backend, check_finite, False),
+                            docs.shape[0], queries.shape[0], k, max_memory, docs.device, where=where)
 
 
 def topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

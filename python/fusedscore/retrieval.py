@@ -20,34 +20,11 @@ from typing import Any
 import torch
 
 from . import _check as C
-from ._blocks import topk_over_blocks
 from .containers import MultiVectors
 from .muvera import FDE, coerce_padded
-from .ops import DEFAULT_MAX_MEMORY, _dense_dot, maxsim
+from .ops import DEFAULT_MAX_MEMORY, blocked_topk, maxsim  # blocked_topk: with the other top-k ops, exported here too
 
 __all__ = ["FDEIndex", "retrieve", "blocked_topk"]
-
-
-def blocked_topk(queries: torch.Tensor, docs: torch.Tensor, k: int, *, max_memory: int | None = None,
-                 backend: str | None = None, check_finite: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k of the dense scores ``queries @ docs.T`` without holding more than a block of them.
-
-    Args:
-        queries: [B, D] fp32|fp16|bf16.  docs: [N, D], same dtype and device.
-        k: results per query (clipped to N).
-        max_memory: bytes of scores per block (default ``ops.DEFAULT_MAX_MEMORY``).
-        check_finite: scan the inputs for NaN/Inf (``dense_dot``'s check, block by block); a NaN score raises
-            either way.
-    Returns:
-        (scores [B, min(k, N)] float32, indices [B, min(k, N)] int64), best first; equal scores rank the lower
-        document index first (``fusedscore.topk``'s rule).
-    """
-    where = "blocked_topk"
-    k = C.check_k(k, where)
-    max_memory = C.check_max_memory(max_memory, where) or DEFAULT_MAX_MEMORY
-    # each block's NaN check is topk_over_blocks', which names the document by its index in docs
-    return topk_over_blocks(lambda s, e: _dense_dot(queries, docs[s:e], "all", None, backend, check_finite, False),
-                            docs.shape[0], queries.shape[0], k, max_memory, docs.device, where=where)
 
 
 class FDEIndex:

@@ -27,9 +27,9 @@ Defaults (``k_sim=4, dim_proj=16, r_reps=20``: 5,120 dimensions) and the recall 
 ``fusedscore.bench.recall.recall_table`` on the clustered synthetic set of ``clustered_data`` (200
 documents of 20-60 tokens, D=32, 30 clusters, 50 queries of 8-16 noisy document tokens): Recall@10 of
 the FDE top-100 candidates against the exact MaxSim top-10 is 0.998, and of the FDE top-20 0.808
-(random candidates: 0.50 and 0.10; measured on CPU, seed 0; tests/test_muvera.py asserts a margin below). On real data (SciFact,
-300 queries over a 2,207-document subset, all-MiniLM-L6-v2 token vectors, D=384) the defaults reach
-0.898 with 100 candidates and 0.958 with 200 (fill_empty=False: 0.905 / 0.963 there).
+(random candidates: 0.50 and 0.10; measured on CPU, seed 0; tests/test_muvera.py asserts a margin below).
+On real data (SciFact, 300 queries over a 2,207-document subset, all-MiniLM-L6-v2 token vectors, D=384)
+the defaults reach 0.898 with 100 candidates and 0.958 with 200 (fill_empty=False: 0.905 / 0.963 there).
 ``fusedscore bench --cases muvera`` runs the sweep over other settings.
 """
 

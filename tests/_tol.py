@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import torch
 
+# unit roundoff: the largest relative error of one rounding to the format (round to nearest) in its normal range;
+# below it the error is absolute, at most half the smallest subnormal (SUBNORMAL)
+ROUNDING = {torch.float32: 2**-24, torch.float16: 2**-11, torch.bfloat16: 2**-8}
+SUBNORMAL = {torch.float32: 2**-149, torch.float16: 2**-24, torch.bfloat16: 2**-133}
+
 RTOL = {  # (input dtype, compute path) -> rtol against the magnitude bound
     (torch.float32, "ieee"): 1e-5,
     (torch.float32, "tf32"): 2e-3,
     (torch.float16, "fp32acc"): 1e-4,
     (torch.bfloat16, "fp32acc"): 1e-4,
+    # fp32 accumulation, then the score rounded once to the 16-bit input dtype (cuBLAS without an fp32 output,
+    # kernels/dense.py): one rounding to the format on top of the fp32acc bound
+    (torch.float16, "out16"): ROUNDING[torch.float16] + 1e-4,
+    (torch.bfloat16, "out16"): ROUNDING[torch.bfloat16] + 1e-4,
 }
 ATOL = 1e-6  # absolute floor for scores whose magnitude bound is ~0
 

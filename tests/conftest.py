@@ -28,8 +28,32 @@ def get_devices() -> list[str]:
 DEVICES = get_devices()
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
+
+def _native_module():
+    from fusedscore import _dispatch
+
+    return _dispatch.native_module(), _dispatch._NATIVE_ERR
+
+
+NATIVE, _NATIVE_ERR = _native_module()
+SIMD_LEVELS = NATIVE.info()["simd_levels"] if NATIVE is not None else []
+needs_native = pytest.mark.skipif(NATIVE is None, reason=f"native extension not built: {_NATIVE_ERR!r}")
+
+
+@pytest.fixture(params=SIMD_LEVELS or [pytest.param(None, marks=needs_native)])
+def simd(request):
+    """Run the test once per SIMD level of this CPU/build, restoring the level afterwards. Small inputs are
+    threaded too (min-work scale 0), so the multi-threaded paths run on these shapes."""
+    prev = NATIVE.set_simd(request.param)
+    prev_scale = NATIVE._set_min_work_scale(0.0)
+    yield request.param
+    NATIVE.set_simd(prev)
+    NATIVE._set_min_work_scale(prev_scale)
+
+
 # where each backend runs: native reads host memory; Triton runs CUDA tensors, and CPU tensors under the interpreter
-_BACKEND_DEVICES = {"native": ("cpu",), "reference": ("cpu", "cuda"), "triton": ("cpu", "cuda")}
+_BACKEND_DEVICES = {"native": ("cpu",), "reference": ("cpu", "cuda"), "triton": ("cpu", "cuda"),
+                    "torch": ("cpu", "cuda")}
 
 
 def _unavailable(backend: str, device: str) -> str | None:
@@ -38,11 +62,8 @@ def _unavailable(backend: str, device: str) -> str | None:
         return "no CUDA device"
     if device not in DEVICES:
         return f"FUSEDSCORE_TEST_DEVICE pins {DEVICES}"
-    if backend == "native":
-        from fusedscore import _dispatch
-
-        if _dispatch.native_module() is None:
-            return f"native extension not built: {_dispatch._NATIVE_ERR!r}"
+    if backend == "native" and NATIVE is None:
+        return f"native extension not built: {_NATIVE_ERR!r}"
     if backend == "triton":
         if importlib.util.find_spec("triton") is None:
             return "triton is not installed"
@@ -78,3 +99,50 @@ def pytest_make_parametrize_id(config, val, argname):
 @pytest.fixture
 def rng():
     return torch.Generator().manual_seed(1234)
+
+
+# ----------------------------------------------------------------------------- MaxSim inputs and independent values
+def multivectors(lengths: list[int], dim: int, dtype: torch.dtype = torch.float32, seed: int = 0,
+                 device: str = "cpu", sign: float = 0.0):
+    """Seeded ragged MultiVectors with the given token counts, built in fp32 and cast to ``dtype``; ``sign`` = +1/-1
+    forces the sign of every value."""
+    from fusedscore.containers import MultiVectors
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(sum(lengths), dim, generator=g)
+    if sign:
+        x = sign * x.abs()
+    off = torch.zeros(len(lengths) + 1, dtype=torch.int64)
+    off[1:] = torch.tensor(lengths, dtype=torch.int64).cumsum(0)
+    return MultiVectors(x.to(dtype).to(device), off.to(device))
+
+
+def abs_values(x):
+    """The container with |values|: the op applied to it bounds the rounding error (see _tol)."""
+    from fusedscore.containers import MultiVectors, SparseVectors
+
+    if isinstance(x, SparseVectors):
+        return SparseVectors(x.indices, x.values.abs(), x.offsets, x.vocab_size)
+    if isinstance(x, MultiVectors):
+        return MultiVectors(x.values.abs(), x.offsets)
+    return x.abs()
+
+
+def naive_maxsim(qs, ds, reduce: str = "sum", pairs=None) -> torch.Tensor:
+    """MaxSim from its definition, one (query, document) at a time in float64: an expected value independent of
+    ``reference.maxsim_ref`` and every backend. ``qs``/``ds``: lists of [L, D] tensors (or MultiVectors);
+    ``pairs``: None for all-pairs [B, N], else a list of (query, document) index pairs -> [P]."""
+    qs = [t.double() for t in (qs.to_list() if hasattr(qs, "to_list") else qs)]
+    ds = [t.double() for t in (ds.to_list() if hasattr(ds, "to_list") else ds)]
+
+    def one(q: torch.Tensor, d: torch.Tensor) -> float:
+        if q.shape[0] == 0:
+            return 0.0
+        if d.shape[0] == 0:
+            return float("-inf")
+        s = float((q.cpu() @ d.cpu().T).max(1).values.sum())
+        return s / q.shape[0] if reduce == "mean" else s
+
+    if pairs is None:
+        return torch.tensor([[one(q, d) for d in ds] for q in qs], dtype=torch.float64).reshape(len(qs), len(ds))
+    return torch.tensor([one(qs[b], ds[n]) for b, n in pairs], dtype=torch.float64)

@@ -14,6 +14,7 @@ from fusedscore import _dispatch
 from fusedscore.containers import MultiVectorList, MultiVectors
 
 from _tol import ATOL, RTOL, key_for
+from conftest import backend_params, naive_maxsim
 
 # whether the C++ extension is installed: a file on disk, found without importing it (dispatch imports it)
 NATIVE_INSTALLED = importlib.util.find_spec("fusedscore._native") is not None
@@ -115,6 +116,21 @@ def test_backend_info_fields():
         assert info["simd"] in info["simd_levels"]
 
 
+# ----------------------------------------------------------------------------- warmup
+def test_warmup_is_a_no_op_without_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(_dispatch, "_triton_module", lambda: pytest.fail("imported triton without CUDA"))
+    assert fs.warmup() == 0
+
+
+@pytest.mark.parametrize("backend, device", backend_params("triton"))
+def test_warmup_launches_run(backend, device):
+    from fusedscore import kernels as K
+
+    # per reduce: all-pairs with 1, 2 and 4 queries, paired, paired by doc_index; then sparse all-pairs and paired
+    assert K.compile_buckets(device, (torch.float16,), (16,), (4,), (torch.float32,)) == 2 * 5 + 2
+
+
 # ----------------------------------------------------------------------------- device decisions (issue 12)
 def test_list_documents_stay_unpacked_only_on_the_host(monkeypatch):
     """_dispatch decides which document lists native reads in place: host items (CPU tensors, numpy arrays) stay
@@ -184,10 +200,9 @@ def _env_backends():
 @pytest.mark.parametrize("env", _env_backends())
 def test_every_op_and_public_path_runs_under_fusedscore_backend(env, monkeypatch):
     """The variable steers the ops that have that backend; the others (dense_dot has no native backend) keep
-    auto-selection, so every dense path works under FUSEDSCORE_BACKEND=native. Expected values: the reference
-    in float64 and plain formulas."""
+    auto-selection, so every dense path works under FUSEDSCORE_BACKEND=native. Expected values: plain formulas in
+    float64 (MaxSim pair by pair, never the reference backend that FUSEDSCORE_BACKEND=reference runs)."""
     from fusedscore import compat
-    from fusedscore.reference import maxsim_ref, sparse_dot_ref
     from fusedscore.reranker import Reranker, score_embeddings
 
     monkeypatch.setenv("FUSEDSCORE_BACKEND", env)
@@ -195,7 +210,7 @@ def test_every_op_and_public_path_runs_under_fusedscore_backend(env, monkeypatch
     qs = [torch.randn(3, 8, generator=g), torch.randn(2, 8, generator=g)]
     ds = [torch.randn(n, 8, generator=g) for n in (4, 1, 5)]
     q, d = fs.MultiVectors.from_list(qs), fs.MultiVectors.from_list(ds)
-    ref = maxsim_ref(q, d)
+    ref = naive_maxsim(qs, ds)
     _close(fs.maxsim(q, d), ref)
     _close(fs.maxsim(qs, ds), ref)  # a list of documents: the row-address path under native
     _close(fs.maxsim(q, d, mode="pairs", groups=[0, 2, 3]), ref[[0, 0, 1], [0, 1, 2]])
@@ -209,13 +224,13 @@ def test_every_op_and_public_path_runs_under_fusedscore_backend(env, monkeypatch
     sq, sd = [{1: 1.0, 7: 2.0}, {3: 0.5}], [{7: 1.0}, {3: 2.0, 1: 1.0}, {}]
     _close(fs.sparse_dot(sq, sd), [[2.0, 1.0, 0.0], [0.0, 1.0, 0.0]])
     _close(fs.sparse_dot(fs.SparseVectors.from_dicts(sq, vocab_size=8), fs.SparseVectors.from_dicts(sd, vocab_size=8)),
-           sparse_dot_ref(fs.SparseVectors.from_dicts(sq, vocab_size=8), fs.SparseVectors.from_dicts(sd, vocab_size=8)))
+           [[2.0, 1.0, 0.0], [0.0, 1.0, 0.0]])
     # the public paths built on them
     cos = torch.nn.functional.normalize(dq.double(), dim=1) @ torch.nn.functional.normalize(dd.double(), dim=1).T
     _close(compat.similarity(dq, dd, "cosine"), cos)
     _close(compat.similarity(dq, dd, "dot"), exact)
     _close(compat.similarity(qs, ds, "maxsim"), ref)
-    _close(compat.colbert_score(qs[0], ds[0]), maxsim_ref(q.slice(0, 1), d.slice(0, 1), reduce="mean")[0, 0])
+    _close(compat.colbert_score(qs[0], ds[0]), naive_maxsim(qs[:1], ds[:1], reduce="mean")[0, 0])
     _close(compat.compute_lexical_matching_score(sq, sd), [[2.0, 1.0, 0.0], [0.0, 1.0, 0.0]])
     got = compat.rerank([[10, 11, 12]], [qs[0]], [ds])
     assert [r["id"] for r in got[0]] == [10 + int(i) for i in torch.argsort(ref[0], descending=True)]

@@ -1,5 +1,6 @@
-"""Learned-sparse dot products on CPU: the native kernel and the reference backend against
-``reference.sparse_dot_ref(upcast=True)``, containers built every supported way, and error messages.
+"""Learned-sparse dot products (``fusedscore.sparse_dot``) on every backend against
+``reference.sparse_dot_ref(upcast=True)``: native (every SIMD level), the reference backend and Triton (CUDA; CPU
+tensors under TRITON_INTERPRET=1); containers built every supported way, and error messages.
 
 The native all-pairs kernel (csrc/cpu/sparse_dot.cpp) keeps a term shared by >= ceil(B/16)*16/16 queries as a
 dense weight row and rarer terms as postings lists, so shapes below mix both; paired mode rebuilds a per-thread
@@ -22,11 +23,14 @@ from fusedscore import _dispatch
 from fusedscore.containers import SparseVectors
 from fusedscore.reference import sparse_dot_ref
 
+import _triton_aot
 from _tol import assert_scores_close, key_for
-from conftest import DTYPES
+from conftest import DTYPES, backend_params
 
 NATIVE = _dispatch.native_module()
 BACKENDS = ["native", "reference"]
+ALL = backend_params("native", "reference", "triton")
+TRITON = backend_params("triton")
 LEVELS = NATIVE.info()["simd_levels"] if NATIVE is not None else [None]
 
 
@@ -160,25 +164,26 @@ def test_containers_from_every_source(backend):
         assert torch.equal(got, expected), (name, got)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend, device", ALL)
 @pytest.mark.parametrize("merge, expected", [("max", 2.0 * 5.0), ("sum", (2.0 + 1.0) * 5.0)])
-def test_repeated_ids_merge(backend, merge, expected):
-    _skip_missing(backend)
+def test_repeated_ids_merge(backend, device, merge, expected):
     q = SparseVectors.from_torch(torch.sparse_coo_tensor([[0, 0], [4, 4]], [2.0, 1.0], (1, 8), check_invariants=True), merge=merge)
     d = SparseVectors.from_dicts([{4: 5.0}], vocab_size=8)
-    assert fs.sparse_dot(q, d, backend=backend).item() == expected
+    assert fs.sparse_dot(q.to(device), d.to(device), backend=backend).item() == expected
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_empty_rows_and_sets(backend):
-    _skip_missing(backend)
-    q = SparseVectors.from_dicts([{}, {2: 1.0}], vocab_size=4)
-    d = SparseVectors.from_dicts([{2: 3.0}, {}], vocab_size=4)
-    assert torch.equal(fs.sparse_dot(q, d, backend=backend), torch.tensor([[0.0, 0.0], [3.0, 0.0]]))
-    none = SparseVectors.from_dicts([], vocab_size=4)
+@pytest.mark.parametrize("backend, device", ALL)
+def test_empty_rows_and_sets(backend, device):
+    q = SparseVectors.from_dicts([{}, {2: 1.0}], vocab_size=4).to(device)
+    d = SparseVectors.from_dicts([{2: 3.0}, {}], vocab_size=4).to(device)
+    assert fs.sparse_dot(q, d, backend=backend).tolist() == [[0.0, 0.0], [3.0, 0.0]]
+    assert fs.sparse_dot(d, q, mode="pairs", backend=backend).tolist() == [0.0, 0.0]  # the empty row of each pair
+    none = SparseVectors.from_dicts([], vocab_size=4).to(device)
     assert fs.sparse_dot(none, d, backend=backend).shape == (0, 2)
     assert fs.sparse_dot(q, none, backend=backend).shape == (2, 0)
     assert fs.sparse_dot(q, none, mode="pairs", groups=[0, 0, 0], backend=backend).shape == (0,)
+    no_terms = SparseVectors.from_dicts([{}, {}], vocab_size=4).to(device)  # no term on either side
+    assert fs.sparse_dot(no_terms, no_terms, backend=backend).tolist() == [[0.0, 0.0], [0.0, 0.0]]
 
 
 @pytest.mark.skipif(NATIVE is None, reason="native extension not built")
@@ -309,3 +314,94 @@ def test_reference_backend_does_not_densify_the_vocabulary():
     assert sparse_dot_ref(q, d).tolist() == [[1.0, 6.0, 0.0], [0.0, 0.0, 0.0]]
     assert sparse_dot_ref(q, d, query_index=torch.tensor([0, 0, 1])).tolist() == [1.0, 6.0, 0.0]
     assert fs.sparse_dot(q, d, backend="reference").tolist() == [[1.0, 6.0, 0.0], [0.0, 0.0, 0.0]]
+
+
+# ----------------------------------------------------------------------------- Triton (kernels/sparse_dot.py)
+def _sv(rows_ids, gen, dtype, device, vocab):
+    rows = [{int(t): float(torch.randn(1, generator=gen)) for t in ids} for ids in rows_ids]
+    return SparseVectors.from_dicts(rows, vocab_size=vocab, dtype=dtype).to(device)
+
+
+def _rand_ids(n, vocab, max_nnz, gen):
+    return [torch.randperm(vocab, generator=gen)[: int(torch.randint(0, max_nnz + 1, (1,), generator=gen))].tolist()
+            for _ in range(n)]
+
+
+def _home(ids, ts):
+    """The table's home slot (the hash the kernel's module docstring specifies), to craft colliding ids."""
+    return ((torch.as_tensor(ids, dtype=torch.int64) * 2654435761) & 0xFFFFFFFF) >> (32 - (ts.bit_length() - 1))
+
+
+@pytest.mark.parametrize("backend, device", TRITON)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_triton_all_pairs_and_paired(backend, device, dtype):
+    """Queries whose ids share one home slot in the kernel's hash table (probe chains 1..6), documents that hit
+    deep in the chain and miss next to it, empty rows on both sides."""
+    gen = torch.Generator().manual_seed(19)
+    nq, nd, vocab = (5, 7, 60) if device == "cpu" else (70, 900, 30000)
+    qids = _rand_ids(nq, vocab, 30, gen)
+    qids[1] = []  # an empty query
+    colliding = [t for t in range(5000) if int(_home([t], 16)) == 3][:6]  # one home slot: probes 1..6
+    qids[2] = colliding
+    dids = _rand_ids(nd, vocab, 100, gen)
+    dids[0] = []
+    dids[1] = colliding[::-1] + [c + 1 for c in colliding]  # hits deep in the probe chain, and misses
+    q, d = _sv(qids, gen, dtype, device, 5000 + vocab), _sv(dids, gen, dtype, device, 5000 + vocab)
+    qi = torch.randint(0, nq, (nd,), generator=gen)
+    qi[1] = 2
+    qi = qi.sort().values
+    groups = torch.searchsorted(qi, torch.arange(nq + 1))
+    _check(q, d, fs.sparse_dot(q, d, backend=backend))
+    _check(q, d, fs.sparse_dot(q, d, mode="pairs", groups=groups, backend=backend), query_index=qi.to(device))
+
+
+@pytest.mark.parametrize("backend, device", TRITON)
+def test_triton_several_query_groups(backend, device):
+    """37 queries: QB = 32 share a program, so a full group and a partial one of 5."""
+    from fusedscore.kernels import _buckets
+
+    gen = torch.Generator().manual_seed(43)
+    assert _buckets.sparse_config(37, 12, False).QB == 32
+    q = _sv(_rand_ids(37, 50, 6, gen), gen, torch.float32, device, 50)
+    d = _sv(_rand_ids(6, 50, 12, gen), gen, torch.float32, device, 50)
+    _check(q, d, fs.sparse_dot(q, d, backend=backend))
+
+
+@pytest.mark.parametrize("backend, device", TRITON)
+def test_triton_hash_tables_hold_every_term_within_max_probes(backend, device):
+    from fusedscore import kernels as K
+
+    gen = torch.Generator().manual_seed(23)
+    colliding = [t for t in range(5000) if int(_home([t], 16)) == 9][:7]
+    q = _sv([colliding, [1, 2, 3], []], gen, torch.float32, device, 5000)
+    keys, vals, max_probes = K.build_tables(q)
+    ts = keys.shape[1]
+    assert ts == 16 and max_probes == 7  # 7 terms share slot 9: the last sits 6 slots on
+    keys, vals = keys.cpu(), vals.cpu()
+    for row, terms in enumerate(q.to_dicts()):
+        assert int((keys[row] >= 0).sum()) == len(terms)
+        for t, w in terms.items():
+            probe = [(int(_home([t], ts)) + p) % ts for p in range(max_probes)]
+            found = [s for s in probe if int(keys[row, s]) == t]
+            assert len(found) == 1 and vals[row, found[0]].item() == w
+            before = probe[: probe.index(found[0])]
+            assert all(int(keys[row, s]) != -1 for s in before)  # linear probing never skips an empty slot
+
+
+_SPARSE_AOT = """
+    sp = importlib.import_module("fusedscore.kernels.sparse_dot")
+    for vt in ("fp32", "fp16"):
+        c = bk.sparse_config(1000, 200, False)
+        types = dict(i32, **idx, q_ptr="*" + vt, d_ptr="*" + vt)
+        types.update(d_val_ptr="*" + vt, vals_ptr="*" + vt)
+        ptx = build(sp._sparse_dot_kernel, types, dict(PAIRED=False, QB=c.QB, BLOCK_T=c.BLOCK_T),
+                    dict(num_warps=c.num_warps), [n for n in types if n.endswith("_ptr")
+                                                  and n in sp._sparse_dot_kernel.arg_names])
+        print("sparse_" + vt, ".entry" in ptx)
+"""
+
+
+@_triton_aot.needs_no_gpu
+@pytest.mark.parametrize("arch", _triton_aot.ARCHS)
+def test_triton_sparse_dot_lowers_to_ptx_without_a_gpu(arch):
+    assert _triton_aot.lower(_SPARSE_AOT, arch) == {"sparse_fp32": "True", "sparse_fp16": "True"}

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import ast
 import importlib.util
 import io
 import json
@@ -12,7 +11,6 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from transformers.utils import logging as hf_logging
@@ -37,26 +35,6 @@ def test_python_m_bench_help_speaks_of_the_product(capsys):
     with pytest.raises(SystemExit):
         bench_cli.main(["--help"])
     assert not re.search(r"\bissues?\b", capsys.readouterr().out, re.IGNORECASE)
-
-
-def test_nothing_in_the_package_imports_the_rerank_command():
-    # the Ray runner imported cli_rerank's helpers (lazily) while cli_rerank imported the Ray runner: a cycle
-    # that tied the library to the command line. Both now use fusedscore.rows; the command sits on top.
-    import fusedscore
-
-    root = Path(fusedscore.__file__).parent
-    importers = []
-    for path in root.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                names = [f"{node.module or ''}.{a.name}" for a in node.names]
-            else:
-                continue
-            if path.name != "cli_rerank.py" and any("cli_rerank" in n.split(".") for n in names):
-                importers.append(f"{path.relative_to(root)}:{node.lineno}")
-    assert importers == []
 
 
 def _tty(monkeypatch, on: bool) -> None:

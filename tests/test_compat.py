@@ -3,9 +3,7 @@ imports) or, where a peer needs a model, against its formulas written out here f
 
 from __future__ import annotations
 
-import ast
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -345,95 +343,3 @@ def test_bgem3_methods_delegate_to_compat(tmp_path):
     lw, cv = out["lexical_weights"], out["colbert_vecs"]
     assert np.array_equal(m.compute_lexical_matching_score(lw, lw), compat.compute_lexical_matching_score(lw, lw))
     assert float(m.colbert_score(cv[0], cv[2])) == pytest.approx(float(compat.colbert_score(cv[0], cv[2])), rel=1e-6)
-
-
-# ----------------------------------------------------------------------------- layering
-_SCORING_LAYER = ("fusedscore.compat", "fusedscore.reranker", "fusedscore.scoring", "fusedscore.evaluate",
-                  "fusedscore.encoders")
-
-
-def _import_graph(root: Path) -> dict[str, set[str]]:
-    """Module -> the package modules it imports anywhere in its source (function-level imports included)."""
-    files = {}
-    for f in root.rglob("*.py"):
-        parts = f.relative_to(root.parent).with_suffix("").parts
-        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = f
-    graph: dict[str, set[str]] = {}
-    for mod, f in files.items():
-        base = mod if f.name == "__init__.py" else mod.rsplit(".", 1)[0]
-        deps = set()
-        for node in ast.walk(ast.parse(f.read_text(), str(f))):
-            if isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                pkg = ".".join(base.split(".")[: len(base.split(".")) - node.level + 1]) if node.level else ""
-                mod_name = ".".join(x for x in (pkg, node.module or "") if x)
-                targets = [f"{mod_name}.{a.name}" if f"{mod_name}.{a.name}" in files else mod_name for a in node.names]
-            else:
-                continue
-            for t in targets:
-                while t not in files and "." in t:
-                    t = t.rsplit(".", 1)[0]
-                if t in files and t != mod:
-                    deps.add(t)
-        graph[mod] = deps
-    return graph
-
-
-def _cycles_through(graph: dict[str, set[str]], prefixes: tuple[str, ...]) -> list[str]:
-    """Each module under ``prefixes`` that some module it imports (directly or not) imports back."""
-    def reach(start: str) -> set[str]:
-        seen, todo = set(), list(graph[start])
-        while todo:
-            m = todo.pop()
-            if m not in seen:
-                seen.add(m)
-                todo += graph[m]
-        return seen
-    return sorted(m for m in graph if m.startswith(prefixes) and m in reach(m))
-
-
-def _private_imports(root: Path, prefixes: tuple[str, ...]) -> list[str]:
-    """``from <package module> import _name`` in modules under ``prefixes``, where ``_name`` is not a module."""
-    out = []
-    for f in root.rglob("*.py"):
-        parts = f.relative_to(root.parent).with_suffix("").parts
-        mod = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-        if not mod.startswith(prefixes):
-            continue
-        for node in ast.walk(ast.parse(f.read_text(), str(f))):
-            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("fusedscore")):
-                here = f.parent
-                for _ in range(max(0, node.level - 1)):
-                    here = here.parent
-                src = here.joinpath(*(node.module or "").split(".")) if node.level else None
-                for a in node.names:
-                    is_module = src is not None and ((src / f"{a.name}.py").is_file() or (src / a.name).is_dir())
-                    if a.name.startswith("_") and not is_module:
-                        out.append(f"{mod}:{node.lineno} imports {a.name}")
-    return out
-
-
-def test_scoring_layer_has_no_import_cycle_and_no_private_imports():
-    # compat imported reranker's private helpers while BGEM3 imported compat and reranker imported the
-    # encoders; encoders._formats imported the encoder classes (for load) while they imported it; evaluate
-    # read encoders._formats. Now fusedscore.scoring sits under compat, reranker and evaluate, and
-    # encoders.load sits in the package __init__, above the classes.
-    import fusedscore
-
-    root = Path(fusedscore.__file__).parent
-    assert _cycles_through(_import_graph(root), _SCORING_LAYER) == []
-    assert _private_imports(root, _SCORING_LAYER) == []
-
-
-def test_layering_checks_see_a_cycle_and_a_private_import(tmp_path):
-    root = tmp_path / "fusedscore"
-    (root / "encoders").mkdir(parents=True)
-    (root / "__init__.py").write_text("")
-    (root / "compat.py").write_text("from .reranker import _as_rep\n")
-    (root / "reranker.py").write_text("def f():\n    from . import encoders\n")
-    (root / "encoders" / "__init__.py").write_text("from .. import compat\nfrom . import _base\n")
-    (root / "encoders" / "_base.py").write_text("")
-    assert _cycles_through(_import_graph(root), _SCORING_LAYER) == [
-        "fusedscore.compat", "fusedscore.encoders", "fusedscore.reranker"]
-    assert _private_imports(root, _SCORING_LAYER) == ["fusedscore.compat:1 imports _as_rep"]

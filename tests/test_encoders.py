@@ -15,13 +15,12 @@ import numpy as np
 import pytest
 import torch
 
+from fusedscore import MultiVectors, SparseVectors, encoders
 from fusedscore.testing import tiny_models as T
 from _tol import ATOL, RTOL, key_for
 
 pytestmark = pytest.mark.encoders
 
-encoders = pytest.importorskip("fusedscore.encoders", reason="fusedscore.encoders needs transformers")
-from fusedscore import MultiVectors, SparseVectors  # noqa: E402
 
 TOL = RTOL[key_for(torch.float32)] + ATOL
 

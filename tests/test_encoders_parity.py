@@ -20,12 +20,12 @@ import numpy as np
 import pytest
 import torch
 
+from fusedscore import encoders
 from fusedscore.testing import tiny_models as T
 from _tol import ATOL, RTOL, key_for
 
 pytestmark = [pytest.mark.encoders, pytest.mark.peers]
 
-encoders = pytest.importorskip("fusedscore.encoders", reason="fusedscore.encoders needs transformers")
 TOL = RTOL[key_for(torch.float32)]
 
 

@@ -14,11 +14,11 @@ import pathlib
 import pytest
 import torch
 
+from fusedscore import encoders
 from fusedscore.testing import tiny_models as T
 
 pytestmark = pytest.mark.encoders
 
-encoders = pytest.importorskip("fusedscore.encoders", reason="fusedscore.encoders needs transformers")
 
 
 @pytest.fixture

@@ -429,7 +429,7 @@ def test_rerank_embeddings_property_topk_is_sorted_oracle(sizes, k, seed):
 # ----------------------------------------------------------------------------- real tiny models
 @pytest.mark.encoders
 def test_real_cross_encoder_matches_sentence_transformers_rank(tmp_path):
-    enc = pytest.importorskip("fusedscore.encoders")
+    from fusedscore import encoders as enc
     st_ce = pytest.importorskip("sentence_transformers").CrossEncoder
     from fusedscore.testing.tiny_models import TEXTS, build_cross_encoder
 
@@ -445,7 +445,7 @@ def test_real_colbert_matches_pylate_scoring(tmp_path):
     """pylate 1.6 cannot load models under sentence-transformers 6, so its scoring step (rank.rerank) runs on
     our encoder's embeddings, one document per call (pylate zero-pads documents, and a zero pad may win
     the max for random weights: the documented difference)."""
-    enc = pytest.importorskip("fusedscore.encoders")
+    from fusedscore import encoders as enc
     rank = pytest.importorskip("pylate.rank")
     from fusedscore.testing.tiny_models import TEXTS, build_colbert
 

@@ -82,7 +82,6 @@ def _texts(n_words: tuple[int, ...], seed: int) -> list[str]:
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    pytest.importorskip("fusedscore.encoders", reason="fusedscore.encoders needs transformers")
     from fusedscore import encoders
     from fusedscore.testing import tiny_models as T
 

@@ -37,7 +37,8 @@ from .cli import quiet_transformers, stderr_is_terminal
 from .containers import MultiVectors, SparseVectors
 from .eval_data import DataError, Dataset, Run, load_dataset, read_run, write_run
 from .muvera import FDE
-from .ops import DEFAULT_MAX_MEMORY, dense_dot, hybrid, maxsim_topk, reciprocal_rank_fusion, sparse_dot
+from ._budget import resolve
+from .ops import dense_dot, hybrid, maxsim_topk, reciprocal_rank_fusion, sparse_dot
 from .retrieval import FDEIndex, blocked_topk
 from .scoring import KIND_SIGNALS, as_rep, encode_signals, model_kind
 
@@ -283,7 +284,7 @@ class Evaluator:
     def _blocked(self, score_block: Callable[[int, int], torch.Tensor], n: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Top-k over documents scored in blocks ``score_block(s, e) -> [B, e - s]``."""
         return topk_over_blocks(lambda s, e: score_block(s, e).cpu(), n, len(self.qids), k,
-                                self.opt.max_memory or DEFAULT_MAX_MEMORY,
+                                resolve(self.opt.max_memory, "eval", "cpu"),  # the blocks are moved to the CPU
                                 blocks=lambda starts: self._progress(starts, "score blocks", total=len(starts)))
 
     # ------------------------------------------------------------------ modes

@@ -42,11 +42,11 @@ import numpy as np
 import torch
 
 from . import _check as C
+from ._budget import default_max_memory
 from .containers import MultiVectors
 
 __all__ = ["FDE", "clustered_data"]
 
-DEFAULT_ENCODE_MEMORY = 256 << 20  # bytes of per-token working set one encoding chunk may hold
 
 
 class FDE:
@@ -59,7 +59,8 @@ class FDE:
         r_reps: independent repetitions, concatenated.
         seed: seeds the hyperplanes and projections (queries and documents must use one FDE).
         fill_empty: documents only: fill empty partitions from the Hamming-nearest token.
-        max_memory: bytes of per-token working set an encoding chunk may hold (default 256 MiB).
+        max_memory: bytes of per-token working set an encoding chunk may hold (``fusedscore._budget``; None: the
+            default of the device the tokens are on).
     Attributes:
         hyperplanes: [D, r_reps, k_sim] float32 (CPU master copy; moved per device on use).
         projection: [D, r_reps, dim_proj] float32.
@@ -81,7 +82,7 @@ class FDE:
         self.r_reps = C.check_k(r_reps, where, "r_reps")
         self.seed = int(seed)
         self.fill_empty = bool(fill_empty)
-        self.max_memory = C.check_max_memory(max_memory, where) or DEFAULT_ENCODE_MEMORY
+        self.max_memory = C.check_max_memory(max_memory, where)
         g = torch.Generator().manual_seed(self.seed)
         self.hyperplanes = torch.randn(self.dim, self.r_reps, self.k_sim, generator=g)
         if dim_proj is None:
@@ -176,10 +177,12 @@ class FDE:
         return self._encode(coerce_padded(mv, mask, lengths, where, "mv"), True, where, show_progress)
 
     def _chunks(self, offsets: torch.Tensor) -> Iterable[tuple[int, int]]:
-        """Item ranges [s, e) whose tokens fit the working-set budget (one item at least)."""
+        """Item ranges [s, e) whose tokens fit the working-set budget (one item at least): ``_budget``'s greedy rule,
+        computed over the token offsets with a search instead of a loop over items."""
         b, dp = self.num_partitions, self.dim_proj
         per_token = self.r_reps * (4 * dp + 8 * 3 + 8 * 3 * b) + 4 * self.dim  # proj, codes/flat, hamming keys
-        max_tok = max(1, self.max_memory // per_token)
+        budget = self.max_memory if self.max_memory is not None else default_max_memory(offsets.device)
+        max_tok = max(1, budget // per_token)
         off = offsets.cpu()
         n = off.numel() - 1
         s = 0

@@ -25,12 +25,12 @@ import torch
 from . import _check as C
 from . import _dispatch
 from ._blocks import topk_lowest_first, topk_over_blocks
+from ._budget import resolve
 from .containers import MultiVectorList, MultiVectors, SparseVectors
 
 __all__ = ["maxsim", "sparse_dot", "dense_dot", "topk", "maxsim_topk", "blocked_topk", "hybrid",
            "reciprocal_rank_fusion", "groups_to_query_index"]
 
-DEFAULT_MAX_MEMORY = 1 << 30  # bytes of scores a chunked op keeps at once
 
 
 def groups_to_query_index(groups: Any, n_queries: int, n_docs: int, where: str) -> torch.Tensor:
@@ -268,7 +268,7 @@ def blocked_topk(queries: torch.Tensor, docs: torch.Tensor, k: int, *, max_memor
     Args:
         queries: [B, D] fp32|fp16|bf16.  docs: [N, D], same dtype and device.
         k: results per query (clipped to N).
-        max_memory: bytes of scores per block (default ``ops.DEFAULT_MAX_MEMORY``).
+        max_memory: bytes of scores per block (``fusedscore._budget``; None: the device's default).
         check_finite: scan the inputs for NaN/Inf (``dense_dot``'s check, block by block); a NaN score raises
             either way.
     Returns:
@@ -277,7 +277,7 @@ def blocked_topk(queries: torch.Tensor, docs: torch.Tensor, k: int, *, max_memor
     """
     where = "blocked_topk"
     k = C.check_k(k, where)
-    max_memory = C.check_max_memory(max_memory, where) or DEFAULT_MAX_MEMORY
+    max_memory = resolve(max_memory, where, getattr(docs, "device", None))
     # each block's NaN check is topk_over_blocks', which names the document by its index in docs
     return topk_over_blocks(lambda s, e: _dense_dot(queries, docs[s:e], "all", None, backend, check_finite, False),
                             docs.shape[0], queries.shape[0], k, max_memory, docs.device, where=where)
@@ -308,7 +308,7 @@ def maxsim_topk(queries: Any, docs: Any, k: int, *, reduce: str = "sum", max_mem
                 backend: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """All-pairs MaxSim top-k over a large corpus, never holding more than a block of [B, N] scores.
 
-    Documents are scored in blocks sized so that a block of scores fits ``max_memory`` bytes (default 1 GiB);
+    Documents are scored in blocks sized so that a block of scores fits ``max_memory`` bytes (``fusedscore._budget``);
     each block's best k merge into the running best k, and a block is freed before the next is scored, so the
     scores held never exceed one block (plus the [B, k] best).
 
@@ -320,7 +320,7 @@ def maxsim_topk(queries: Any, docs: Any, k: int, *, reduce: str = "sum", max_mem
         docs: N documents, same forms, same D, dtype and device as queries.
         k: results per query (>= 1; clipped to N).
         reduce: "sum" or "mean" over query tokens.
-        max_memory: bytes of scores one block may hold (default 1 GiB).
+        max_memory: bytes of scores one block may hold (None: the device's default, ``fusedscore._budget``).
         backend: force "native", "triton" or "reference" (default: by device).
     Returns:
         (values [B, min(k, N)] float32, indices [B, min(k, N)] int64 into docs), best first.
@@ -328,14 +328,15 @@ def maxsim_topk(queries: Any, docs: Any, k: int, *, reduce: str = "sum", max_mem
         ValueError: a NaN score (float32 overflow: never ranked), bad k or max_memory.
     """
     where = "maxsim_topk"
-    max_memory = C.check_max_memory(max_memory, where)
+    C.check_max_memory(max_memory, where)  # before the inputs are converted
     q = MultiVectors.coerce(queries, where, "queries")
     d = MultiVectors.coerce(docs, where, "docs")
     k = C.check_k(k, where)
     C.check_reduce(reduce, where)
     _check_pair(q, d, where)
+    max_memory = resolve(max_memory, where, d.device)
     impl = _dispatch.resolve("maxsim_topk", d.device, backend)
-    vals, idx = impl.fn(q, d, k, reduce, max_memory or DEFAULT_MAX_MEMORY)
+    vals, idx = impl.fn(q, d, k, reduce, max_memory)
     # the blocked backends reject a NaN block before ranking it; a backend that ranks internally (Triton) puts
     # NaN first, so a NaN anywhere is in the top k: checked here, named by its document
     nan = torch.isnan(vals)

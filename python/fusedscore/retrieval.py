@@ -21,8 +21,9 @@ import torch
 
 from . import _check as C
 from .containers import MultiVectors
+from ._budget import resolve
 from .muvera import FDE, coerce_padded
-from .ops import DEFAULT_MAX_MEMORY, blocked_topk, maxsim  # blocked_topk: with the other top-k ops, exported here too
+from .ops import blocked_topk, maxsim  # blocked_topk: with the other top-k ops, exported here too
 
 __all__ = ["FDEIndex", "retrieve", "blocked_topk"]
 
@@ -87,7 +88,7 @@ class FDEIndex:
             ValueError: bad k/candidates, dim mismatch.  TypeError: dtype mismatch.
         """
         where = "retrieve"
-        budget = C.check_max_memory(max_memory, where) or DEFAULT_MAX_MEMORY
+        budget = resolve(max_memory, where, self.doc_fde.device)
         q = coerce_padded(queries, mask, lengths, where, "queries")
         k = C.check_k(k, where)
         candidates = C.check_k(candidates, where, "candidates")

@@ -3,7 +3,8 @@
 - ``cases``: the workloads as data and their seeded synthetic inputs.
 - ``timing``: warm-up, median with p20/p80 (perf_counter on CPU, ``triton.testing.do_bench`` on GPU).
 - ``machine``: device description, measured matmul FLOP rate and copy bandwidth, the roofline floor.
-- ``maxsim`` / ``sparse_dot``: the implementations timed per op; ``impls``: their contract.
+- ``maxsim`` / ``sparse_dot`` / ``dense_dot``: the implementations timed per op; ``impls``: their contract;
+  ``recall``: the MUVERA recall check (FDE candidates against the exact MaxSim top-k).
 - ``runner``: runs cases into one JSON-able document; ``report``: text and markdown tables;
   ``plots``: PNG figures; ``cli``: the ``bench`` and ``report`` subcommands.
 - ``encoders`` / ``rerank``: encode throughput and end-to-end reranking (``--encoders``, ``--rerank``) against

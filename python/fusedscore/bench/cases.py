@@ -14,7 +14,7 @@ output), with ``q_nnz`` / ``d_nnz`` distinct terms per row on average (uniform i
 weights. No sizes live in the runner: the lists below are the whole benchmark.
 
 A ``RecallCase`` is a quality check, not a timing: Recall@k of MUVERA FDE candidates against the exact
-MaxSim top-k (``muvera.recall_table``) on ``muvera.clustered_data``, for several FDE settings and
+MaxSim top-k (``bench.recall.recall_table``) on ``muvera.clustered_data``, for several FDE settings and
 candidate counts. The quick one is the data set the ``fusedscore.muvera`` docstring quotes.
 """
 

@@ -13,23 +13,12 @@ A case of this op holds plain tensors: ``Inputs.q`` [B, D], ``Inputs.d`` [N, D] 
 
 from __future__ import annotations
 
-from .. import _dispatch, ops, reference
+from .. import ops, reference
 from .cases import Inputs
-from .impls import Impl, Prepared, Skip, as_f32_cpu, query_index
+from .impls import Impl, Prepared, Skip, as_f32_cpu, public_op, reference_op
 
-
-def _fusedscore(inp: Inputs) -> Prepared:
-    q, d = inp.q, inp.d
-    backend = _dispatch.resolve("dense_dot", d.device).name
-    mode, groups = ("pairs", inp.groups) if inp.groups is not None else ("all", None)
-    return Prepared(lambda: ops.dense_dot(q, d, mode=mode, groups=groups), as_f32_cpu, backend=backend)
-
-
-def _reference(inp: Inputs) -> Prepared:
-    qi = query_index(inp) if inp.groups is not None else None
-    q, d = inp.q, inp.d
-    return Prepared(lambda: reference.dense_dot_ref(q, d, query_index=qi, upcast=False), as_f32_cpu,
-                    note="dense_dot_ref(upcast=False)")
+_fusedscore = public_op("dense_dot", ops.dense_dot)
+_reference = reference_op(reference.dense_dot_ref, "dense_dot_ref(upcast=False)")
 
 
 def _matmul(inp: Inputs) -> Prepared:

@@ -21,10 +21,10 @@ from typing import Any, Callable
 
 import torch
 
-from .. import ops
+from .. import _dispatch, ops
 from .cases import Inputs
 
-__all__ = ["Impl", "NoModel", "Prepared", "Skip", "as_f32_cpu", "query_index", "require"]
+__all__ = ["Impl", "NoModel", "Prepared", "Skip", "as_f32_cpu", "query_index", "require", "public_op", "reference_op"]
 
 
 class Skip(Exception):
@@ -101,3 +101,24 @@ def require(module: str, pip_name: str) -> Any:
 class NoModel:
     """Stands in for ``self`` when a peer's scoring method is called unbound: FlagEmbedding's colbert_score and
     compute_lexical_matching_score never read their instance."""
+
+
+def public_op(op: str, fn: Callable[..., torch.Tensor]) -> Callable[[Inputs], Prepared]:
+    """``prepare`` of fusedscore's row for a pairwise op (``fn(q, d, mode=, groups=)``, e.g. ``ops.sparse_dot``):
+    the public call with the default dispatch, whose backend the row records."""
+    def prepare(inp: Inputs) -> Prepared:
+        q, d = inp.q, inp.d
+        backend = _dispatch.resolve(op, d.device).name
+        mode, groups = ("pairs", inp.groups) if inp.groups is not None else ("all", None)
+        return Prepared(lambda: fn(q, d, mode=mode, groups=groups), as_f32_cpu, backend=backend)
+    return prepare
+
+
+def reference_op(ref: Callable[..., torch.Tensor], note: str) -> Callable[[Inputs], Prepared]:
+    """``prepare`` of the baseline row: the op's reference (``ref(q, d, query_index=, upcast=False)``), the
+    function the tests check against."""
+    def prepare(inp: Inputs) -> Prepared:
+        qi = query_index(inp) if inp.groups is not None else None
+        q, d = inp.q, inp.d
+        return Prepared(lambda: ref(q, d, query_index=qi, upcast=False), as_f32_cpu, note=note)
+    return prepare

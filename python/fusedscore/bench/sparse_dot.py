@@ -18,24 +18,14 @@ from typing import Any
 
 import torch
 
-from .. import _dispatch, ops, reference
+from .. import ops, reference
 from .cases import Inputs
-from .impls import Impl, NoModel, Prepared, Skip, as_f32_cpu, query_index, require
+from .impls import Impl, NoModel, Prepared, Skip, as_f32_cpu, public_op, query_index, reference_op, require
 from .maxsim import fallback_limit
 
 
-def _fusedscore(inp: Inputs) -> Prepared:
-    q, d = inp.q, inp.d
-    backend = _dispatch.resolve("sparse_dot", d.device).name
-    mode, groups = ("pairs", inp.groups) if inp.groups is not None else ("all", None)
-    return Prepared(lambda: ops.sparse_dot(q, d, mode=mode, groups=groups), as_f32_cpu, backend=backend)
-
-
-def _reference(inp: Inputs) -> Prepared:
-    qi = query_index(inp) if inp.groups is not None else None
-    q, d = inp.q, inp.d
-    return Prepared(lambda: reference.sparse_dot_ref(q, d, query_index=qi, upcast=False), as_f32_cpu,
-                    note="sparse_dot_ref(upcast=False): dense rows, matmul")
+_fusedscore = public_op("sparse_dot", ops.sparse_dot)
+_reference = reference_op(reference.sparse_dot_ref, "sparse_dot_ref(upcast=False): dense rows, matmul")
 
 
 def _all_pairs_only(inp: Inputs, who: str) -> None:

@@ -52,3 +52,13 @@ def assert_scores_close(got: torch.Tensor, ref: torch.Tensor, mag: torch.Tensor,
 # ``fusedscore eval`` rows hold each metric rounded to 4 decimals (``Evaluator.evaluate``): a row's value is
 # within half a unit of that last place of the exact metric. Not a numerical tolerance: the rows' resolution.
 METRIC_ROUNDING = 5e-5
+
+# Agreement with a peer library computing the same fp32 scores in another order (padded einsums, numpy, per-pair
+# loops): relative RTOL[fp32], and near-zero scores differ by more than ATOL in absolute terms.
+PEER_ATOL = 1e-5
+# Scores derived from a transformer forward run in another batch composition (padding, batch size) or by the
+# peer's own forward: the embeddings differ in their last ~4 significant digits.
+ENCODER_RTOL = 1e-4
+# The same fp32 reduction regrouped (chunked against one call, a drop-in against the model method it wraps): a
+# few roundings apart, far inside RTOL[fp32].
+REGROUPED_RTOL = 1e-6

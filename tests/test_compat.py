@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from _tol import assert_scores_close, key_for
+from _tol import ATOL, ENCODER_RTOL, PEER_ATOL, REGROUPED_RTOL, RTOL, assert_scores_close, key_for
 from fusedscore import MultiVectors, SparseVectors, compat
 from fusedscore import reference as fs_ref
+
+FP32 = RTOL[key_for(torch.float32)]
 
 DIM = 8
 VOCAB = 40
@@ -131,7 +133,7 @@ def test_colbert_padding_never_wins_documented_difference():
     got = compat.compute_score(m, pairs)["colbert"]
     qv = m._colbert("a b c d e f").double()
     exp = [float((qv @ m._colbert(p).double().T).max(1).values.mean()) for _, p in pairs]
-    assert np.allclose(got, exp, rtol=1e-5, atol=1e-6)
+    assert np.allclose(got, exp, rtol=FP32, atol=ATOL)
 
 
 def test_compute_lexical_matching_score_formula_and_peer():
@@ -143,7 +145,7 @@ def test_compute_lexical_matching_score_formula_and_peer():
     got = compat.compute_lexical_matching_score(lw1, lw2)
     exp = np.array([[peer_formula(a, b) for b in lw2] for a in lw1], dtype=np.float64)
     assert got.shape == (3, 2) and got.dtype == np.float32
-    assert np.allclose(got, exp, rtol=1e-6, atol=0)
+    assert np.allclose(got, exp, rtol=REGROUPED_RTOL, atol=0)
     s = compat.compute_lexical_matching_score(lw1[0], lw2[0])
     assert isinstance(s, float) and s == pytest.approx(1.0)
     assert compat.compute_lexical_matching_score([], lw2).shape == (0,)
@@ -151,7 +153,7 @@ def test_compute_lexical_matching_score_formula_and_peer():
         compat.compute_lexical_matching_score(lw1[0], lw2)
     M3 = _flag_m3()
     peer = M3.compute_lexical_matching_score(None, lw1, lw2)
-    assert np.allclose(got, peer, rtol=1e-6)
+    assert np.allclose(got, peer, rtol=REGROUPED_RTOL)
 
 
 def test_colbert_score_formula_and_peer():
@@ -165,7 +167,7 @@ def test_colbert_score_formula_and_peer():
     with pytest.raises(ValueError, match="p_reps must have shape \\[Ld, D\\], got \\(8,\\)"):
         compat.colbert_score(q, p[0])
     M3 = _flag_m3()
-    assert float(got) == pytest.approx(float(M3.colbert_score(None, q, p)), rel=1e-5)
+    assert float(got) == pytest.approx(float(M3.colbert_score(None, q, p)), rel=FP32)
 
 
 # ----------------------------------------------------------------------------- PyLate
@@ -189,7 +191,7 @@ def test_rerank_matches_pylate(ids_str):
     peer = pylate_rank.rerank(ids, qs, docs)
     assert [[x["id"] for x in r] for r in got] == [[x["id"] for x in r] for r in peer]
     for r, p in zip(got, peer):
-        assert np.allclose([x["score"] for x in r], [x["score"] for x in p], rtol=1e-5, atol=1e-5)
+        assert np.allclose([x["score"] for x in r], [x["score"] for x in p], rtol=FP32, atol=PEER_ATOL)
     # padded [K, L, D] per query and a [B, Lq, D] query array: same results
     padded = [np.stack([np.pad(d, ((0, 8 - len(d)), (0, 0))) for d in ds]) for ds in docs]
     got2 = compat.rerank(ids, np.stack(qs), padded)
@@ -235,14 +237,14 @@ def test_similarity_multivector_matches_sentence_transformers(fn, peer_all, peer
     b = [torch.randn(n, DIM, generator=g) for n in (2, 4, 6)]
     got = compat.similarity(a, b, fn)
     assert got.shape == (3, 3) and got.dtype == torch.float32
-    assert torch.allclose(got, getattr(util, peer_all)(a, b), rtol=1e-5, atol=1e-5)
+    assert torch.allclose(got, getattr(util, peer_all)(a, b), rtol=FP32, atol=PEER_ATOL)
     gp = compat.similarity_pairwise(a, b, fn)
-    assert gp.shape == (3,) and torch.allclose(gp, getattr(util, peer_pairs)(a, b), rtol=1e-5, atol=1e-5)
+    assert gp.shape == (3,) and torch.allclose(gp, getattr(util, peer_pairs)(a, b), rtol=FP32, atol=PEER_ATOL)
     # padded with masks, and a single 2-D item
     pa = torch.nn.utils.rnn.pad_sequence(a, batch_first=True)
     ma = torch.nn.utils.rnn.pad_sequence([torch.ones(len(x)) for x in a], batch_first=True)
     assert torch.allclose(compat.similarity(pa, b, fn, a_mask=ma), getattr(util, peer_all)(pa, b, a_mask=ma),
-                          rtol=1e-5, atol=1e-5)
+                          rtol=FP32, atol=PEER_ATOL)
     assert compat.similarity(a[0], b, fn).shape == (1, 3)
 
 
@@ -253,8 +255,8 @@ def test_similarity_dense_matches_sentence_transformers(fn, peer_all, peer_pairs
     util = _st_util()
     g = torch.Generator().manual_seed(4)
     a, b = torch.randn(4, 33, generator=g), torch.randn(4, 33, generator=g)
-    assert torch.allclose(compat.similarity(a, b, fn), getattr(util, peer_all)(a, b), rtol=1e-5, atol=1e-5)
-    assert torch.allclose(compat.similarity_pairwise(a, b, fn), getattr(util, peer_pairs)(a, b), rtol=1e-5, atol=1e-5)
+    assert torch.allclose(compat.similarity(a, b, fn), getattr(util, peer_all)(a, b), rtol=FP32, atol=PEER_ATOL)
+    assert torch.allclose(compat.similarity_pairwise(a, b, fn), getattr(util, peer_pairs)(a, b), rtol=FP32, atol=PEER_ATOL)
     assert compat.similarity(a[0].numpy().astype(np.float64), b, fn).shape == (1, 4)  # float64 -> float32
 
 
@@ -279,22 +281,22 @@ def test_similarity_picks_the_function_from_the_shapes():
     a, b = torch.randn(3, 384, generator=g), torch.randn(20, 384, generator=g)
     cos = torch.nn.functional.normalize(a.double(), dim=1) @ torch.nn.functional.normalize(b.double(), dim=1).T
     got = compat.similarity(a, b)
-    assert got.shape == (3, 20) and torch.allclose(got.double(), cos, rtol=1e-5, atol=1e-6)
-    assert torch.allclose(compat.similarity(a.numpy(), b[:3].numpy()).double(), cos[:, :3], rtol=1e-5, atol=1e-6)
-    assert torch.allclose(compat.similarity(a[1], b).double(), cos[1:2], rtol=1e-5, atol=1e-6)  # one [D] vector
+    assert got.shape == (3, 20) and torch.allclose(got.double(), cos, rtol=FP32, atol=ATOL)
+    assert torch.allclose(compat.similarity(a.numpy(), b[:3].numpy()).double(), cos[:, :3], rtol=FP32, atol=ATOL)
+    assert torch.allclose(compat.similarity(a[1], b).double(), cos[1:2], rtol=FP32, atol=ATOL)  # one [D] vector
     pair = compat.similarity_pairwise(a, b[:3])
-    assert pair.shape == (3,) and torch.allclose(pair.double(), cos.diagonal(), rtol=1e-5, atol=1e-6)
+    assert pair.shape == (3,) and torch.allclose(pair.double(), cos.diagonal(), rtol=FP32, atol=ATOL)
     # multi-vector inputs: MaxSim, as before
     qs = [torch.randn(n, DIM, generator=g) for n in (3, 1)]
     ds = [torch.randn(n, DIM, generator=g) for n in (2, 4, 6)]
     ref = fs_ref.maxsim_ref(MultiVectors.from_list(qs), MultiVectors.from_list(ds))
-    assert torch.allclose(compat.similarity(qs, ds), ref, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(compat.similarity(qs, ds), ref, rtol=FP32, atol=ATOL)
     padded = torch.nn.utils.rnn.pad_sequence(ds, batch_first=True)
     lens = torch.tensor([2, 4, 6])
     mask = torch.arange(6)[None, :] < lens[:, None]
-    assert torch.allclose(compat.similarity(qs, padded, b_mask=mask), ref, rtol=1e-5, atol=1e-6)
-    assert torch.allclose(compat.similarity(qs[0], ds), ref[:1], rtol=1e-5, atol=1e-6)  # one [L, D] set vs a list
-    assert torch.allclose(compat.similarity_pairwise(qs, ds[:2]), ref[[0, 1], [0, 1]], rtol=1e-5, atol=1e-6)
+    assert torch.allclose(compat.similarity(qs, padded, b_mask=mask), ref, rtol=FP32, atol=ATOL)
+    assert torch.allclose(compat.similarity(qs[0], ds), ref[:1], rtol=FP32, atol=ATOL)  # one [L, D] set vs a list
+    assert torch.allclose(compat.similarity_pairwise(qs, ds[:2]), ref[[0, 1], [0, 1]], rtol=FP32, atol=ATOL)
     # explicit fn: a 2-D input is then one token set, as documented
     assert compat.similarity(a, b, "maxsim").shape == (1, 1)
     sa = SparseVectors.from_dicts([{1: 2.0}, {2: 1.0}], vocab_size=4)
@@ -318,14 +320,14 @@ def test_compute_score_real_tiny_bgem3_matches_flagembedding(tmp_path):
         pairs, weights_for_different_modes=w, max_passage_length=64, batch_size=4)
     assert list(got) == list(peer)
     for k in peer:  # (seed 0: no zero pad of FlagEmbedding's wins a max here, so colbert agrees too)
-        assert np.allclose(got[k], peer[k], rtol=1e-5, atol=1e-5), k
+        assert np.allclose(got[k], peer[k], rtol=FP32, atol=PEER_ATOL), k
     exp_c = []
     m = enc.BGEM3.from_pretrained(path, device="cpu")
     for q, p in pairs:
         qv = torch.from_numpy(m.encode([q], max_length=512, return_colbert_vecs=True)["colbert_vecs"][0]).double()
         pv = torch.from_numpy(m.encode([p], max_length=64, return_colbert_vecs=True)["colbert_vecs"][0]).double()
         exp_c.append(float((qv @ pv.T).max(1).values.mean()))
-    assert np.allclose(got["colbert"], exp_c, rtol=1e-4, atol=1e-5)
+    assert np.allclose(got["colbert"], exp_c, rtol=ENCODER_RTOL, atol=PEER_ATOL)
 
 
 @pytest.mark.encoders
@@ -343,4 +345,4 @@ def test_bgem3_methods_delegate_to_compat(tmp_path):
     out = m.encode(TEXTS[:3], return_sparse=True, return_colbert_vecs=True)
     lw, cv = out["lexical_weights"], out["colbert_vecs"]
     assert np.array_equal(m.compute_lexical_matching_score(lw, lw), compat.compute_lexical_matching_score(lw, lw))
-    assert float(m.colbert_score(cv[0], cv[2])) == pytest.approx(float(compat.colbert_score(cv[0], cv[2])), rel=1e-6)
+    assert float(m.colbert_score(cv[0], cv[2])) == pytest.approx(float(compat.colbert_score(cv[0], cv[2])), rel=REGROUPED_RTOL)

@@ -15,11 +15,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from _tol import assert_scores_close, key_for
+from _tol import ENCODER_RTOL, PEER_ATOL, REGROUPED_RTOL, RTOL, assert_scores_close, key_for
 from fusedscore import MultiVectors, SparseVectors
 from fusedscore.reranker import Reranker, score_embeddings
 
 import fusedscore.scoring as scoring  # the kernel calls of every scoring path go through it
+
+FP32 = RTOL[key_for(torch.float32)]
 
 DIM = 8
 VOCAB = 50
@@ -268,7 +270,7 @@ def test_one_cross_encoder_under_two_labels_scores_both():
     both = Reranker({"a": ce, "b": ce}).rank("the fox", ["the fox", "dog", "a fox"])
     one = Reranker(ce).rank("the fox", ["the fox", "dog", "a fox"])
     assert [x["corpus_id"] for x in both] == [x["corpus_id"] for x in one]
-    assert [x["score"] for x in both] == pytest.approx([x["score"] for x in one], rel=1e-6)
+    assert [x["score"] for x in both] == pytest.approx([x["score"] for x in one], rel=REGROUPED_RTOL)
 
 
 @pytest.mark.parametrize("top_k, exc, match", [(0, ValueError, "top_k must be > 0, got 0"),
@@ -386,7 +388,7 @@ def test_rrf_by_hand_and_default_k():
     assert r.rrf_k == 60
     fused = r._fuse({"dense": scores["a"], "sparse": scores["b"]}, [0, 3], "t")
     exp = [1 / 61 + 1 / 63, 1 / 63 + 1 / 62, 1 / 62 + 1 / 61]
-    assert torch.allclose(fused.double(), torch.tensor(exp, dtype=torch.float64), rtol=1e-6)
+    assert torch.allclose(fused.double(), torch.tensor(exp, dtype=torch.float64), rtol=REGROUPED_RTOL)
 
 
 def test_missing_from_one_signal_takes_the_worst_score():
@@ -423,7 +425,7 @@ def test_rerank_embeddings_property_topk_is_sorted_oracle(sizes, k, seed):
         exp = [float((q[b].double() @ d[n].double().T).max(1).values.sum()) for n in range(groups[b], groups[b + 1])]
         assert len(got) == min(k, sizes[b])
         top = sorted(exp, reverse=True)[:k]
-        assert np.allclose([x["score"] for x in got], top, rtol=1e-5, atol=1e-5)
+        assert np.allclose([x["score"] for x in got], top, rtol=FP32, atol=PEER_ATOL)
 
 
 # ----------------------------------------------------------------------------- real tiny models
@@ -437,7 +439,7 @@ def test_real_cross_encoder_matches_sentence_transformers_rank(tmp_path):
     ours = Reranker(enc.CrossEncoder.from_pretrained(str(path))).rank(TEXTS[0], TEXTS[1:], top_k=5)
     peer = st_ce(str(path), device="cpu").rank(TEXTS[0], TEXTS[1:], top_k=5)
     assert [x["corpus_id"] for x in ours] == [x["corpus_id"] for x in peer]
-    assert np.allclose([x["score"] for x in ours], [x["score"] for x in peer], rtol=1e-4, atol=1e-5)
+    assert np.allclose([x["score"] for x in ours], [x["score"] for x in peer], rtol=ENCODER_RTOL, atol=PEER_ATOL)
 
 
 @pytest.mark.encoders

@@ -19,8 +19,12 @@ $PY -m pip install -q --no-deps --no-build-isolation --no-index --target /tmp/fs
 if [ -d .whl ]; then $PY -m pip install -q --no-deps --no-index --target /tmp/fs-site .whl/*.whl >>"$OUT/build.log" 2>&1; fi
 export PYTHONPATH=/tmp/fs-site
 $PY -c "import fusedscore as fs; print(fs.backend_info()); print('warmup launches', fs.warmup())" | tee -a "$OUT/env.txt"
-timeout 240 $PY -m pytest -q -p no:cacheprovider tests/test_triton_kernels.py tests/test_dispatch.py \
-  tests/test_fusion.py 2>&1 | tee "$OUT/tests.log" | tail -15
+# the GPU cases sit beside the CPU ones in each op's test file, with "cuda" in their ids (conftest.backend_params)
+timeout 240 $PY -m pytest -q -p no:cacheprovider -k cuda tests/test_maxsim.py tests/test_maxsim_lists.py \
+  tests/test_maxsim_padded.py tests/test_maxsim_topk.py tests/test_sparse_dot.py tests/test_dense_dot.py \
+  2>&1 | tee "$OUT/tests.log" | tail -15
+timeout 120 $PY -m pytest -q -p no:cacheprovider tests/test_dispatch.py tests/test_fusion.py 2>&1 \
+  | tee -a "$OUT/tests.log" | tail -5
 timeout 150 compute-sanitizer --tool memcheck --error-exitcode 3 $PY benchmarks/sanitize_kernels.py 2>&1 \
   | tee "$OUT/sanitizer.log" | tail -8
 timeout 300 $PY -m fusedscore.bench --device cuda $QUICK --quiet --out "$OUT/bench-cuda.json" 2>&1 | tail -5

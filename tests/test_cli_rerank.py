@@ -588,7 +588,7 @@ def test_cli_sigint_in_a_real_run(tmp_path):
 
 @pytest.mark.encoders
 def test_cli_max_length_truncates_a_real_model(tmp_path, capsys):
-    from fusedscore.testing.tiny_models import TEXTS, build_cross_encoder
+    from fusedscore.testing.tiny_models import build_cross_encoder
 
     path = str(build_cross_encoder(tmp_path / "ce"))
     inp = _write(tmp_path / "in.jsonl", [json.dumps({"query": "a short query", "documents": ["one two three four "
